@@ -1,0 +1,5 @@
+// Package testenv starts real components for tests: git repositories and git
+// servers (later systemd, etcd, haproxy). Every helper calls t.Helper() and
+// registers t.Cleanup; a helper skips the test (t.Skip with the reason) only
+// when the machine cannot provide the component.
+package testenv

@@ -1,0 +1,247 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/memory"
+)
+
+var (
+	// ErrBranchNotFound means the remote has no such branch (it was deleted since the push).
+	ErrBranchNotFound = errors.New("branch not found on remote")
+	// ErrNotAtTip means the server cannot serve a commit by id and the branch no longer
+	// points at the pushed commit, so that commit cannot be fetched safely.
+	ErrNotAtTip = errors.New("branch no longer points at the pushed commit")
+)
+
+var shaRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// ValidSHA reports whether s is a full, lowercase 40-hex commit id.
+func ValidSHA(s string) bool { return shaRE.MatchString(s) }
+
+// Cache is an app's bare, shallow git cache. It is not safe for concurrent fetches; the agent
+// runs one deploy per app at a time.
+type Cache struct {
+	dir    string
+	remote Remote
+	repo   *git.Repository
+}
+
+// FetchResult says what a fetch did.
+type FetchResult struct {
+	PackBytes  int64 // size of the packs received: roughly the bytes transferred
+	Fallback   bool  // the server refused a want by id, so the branch was fetched instead
+	AlreadyHad bool  // the commit was in the cache already; nothing was transferred
+}
+
+// OpenCache opens the bare cache at dir, creating it if it does not exist.
+func OpenCache(dir string, remote Remote) (*Cache, error) {
+	if _, err := remote.Protocol(); err != nil {
+		return nil, err
+	}
+	repo, err := git.PlainOpen(dir)
+	if errors.Is(err, git.ErrRepositoryNotExists) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("create cache %s: %w", dir, err)
+		}
+		repo, err = git.PlainInit(dir, true)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s: %w", dir, err)
+	}
+	return &Cache{dir: dir, remote: remote, repo: repo}, nil
+}
+
+func (c *Cache) newRemote() *git.Remote {
+	return git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
+}
+
+// Tip asks the remote which commit refs/heads/<branch> points at now. The agent calls it
+// before fetching so that a webhook delivered late never deploys an older commit.
+func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
+	if err := validBranch(branch); err != nil {
+		return "", err
+	}
+	auth, err := c.remote.auth()
+	if err != nil {
+		return "", err
+	}
+	refs, err := c.newRemote().ListContext(ctx, &git.ListOptions{Auth: auth})
+	if err != nil {
+		return "", fmt.Errorf("list refs of %s: %w", redact(c.remote.URL), err)
+	}
+	want := plumbing.NewBranchReferenceName(branch)
+	for _, r := range refs {
+		if r.Name() == want {
+			return r.Hash().String(), nil
+		}
+	}
+	return "", fmt.Errorf("%s on %s: %w", branch, redact(c.remote.URL), ErrBranchNotFound)
+}
+
+// Fetch makes commit sha and its tree available in the cache, transferring as little as it
+// can: no tags, depth 1 into an empty cache, and afterwards the commits already cached sent
+// as haves so that only what changed since them comes over. If the server does not allow wants by id, the branch is fetched and
+// the result accepted only if it is sha (ErrNotAtTip otherwise).
+func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult, err error) {
+	if !ValidSHA(sha) {
+		return res, fmt.Errorf("fetch %q: not a 40-hex commit id", sha)
+	}
+	if err := validBranch(branch); err != nil {
+		return res, err
+	}
+	if c.has(sha) {
+		res.AlreadyHad = true
+		return res, c.pin(sha)
+	}
+	auth, err := c.remote.auth()
+	if err != nil {
+		return res, err
+	}
+	before := c.packBytes()
+	defer func() { res.PackBytes = c.packBytes() - before }()
+	opts := &git.FetchOptions{
+		RemoteName: "origin",
+		RefSpecs:   []config.RefSpec{config.RefSpec(sha + ":" + pinRef(sha))},
+		Depth:      c.depth(),
+		Tags:       git.NoTags,
+		Auth:       auth,
+		Force:      true,
+	}
+	err = c.fetch(ctx, opts)
+	if errors.Is(err, git.ErrExactSHA1NotSupported) {
+		res.Fallback = true
+		branchRef := "refs/pushdeploy/branches/" + branch
+		opts.RefSpecs = []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + branchRef)}
+		if err = c.fetch(ctx, opts); err != nil {
+			return res, fmt.Errorf("fetch %s from %s: %w", branch, redact(c.remote.URL), err)
+		}
+		ref, err := c.repo.Reference(plumbing.ReferenceName(branchRef), true)
+		if err != nil {
+			return res, fmt.Errorf("resolve fetched %s: %w", branch, err)
+		}
+		if got := ref.Hash().String(); got != sha {
+			return res, fmt.Errorf("fetch %s: %s is at %.12s: %w", sha, branch, got, ErrNotAtTip)
+		}
+		return res, c.pin(sha)
+	}
+	if err != nil {
+		return res, fmt.Errorf("fetch %.12s from %s: %w", sha, redact(c.remote.URL), err)
+	}
+	if !c.has(sha) {
+		return res, fmt.Errorf("fetch %.12s from %s: commit missing after fetch", sha, redact(c.remote.URL))
+	}
+	return res, nil
+}
+
+func (c *Cache) fetch(ctx context.Context, opts *git.FetchOptions) error {
+	err := c.newRemoteOn().FetchContext(ctx, opts)
+	if errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil
+	}
+	return err
+}
+
+// newRemoteOn is a remote bound to the cache's own storage, so fetched objects land there.
+func (c *Cache) newRemoteOn() *git.Remote {
+	return git.NewRemote(c.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
+}
+
+// pin keeps a ref on every fetched commit: the refs are what the next fetch offers as haves.
+func (c *Cache) pin(sha string) error {
+	ref := plumbing.NewHashReference(plumbing.ReferenceName(pinRef(sha)), plumbing.NewHash(sha))
+	if err := c.repo.Storer.SetReference(ref); err != nil {
+		return fmt.Errorf("pin %.12s: %w", sha, err)
+	}
+	return nil
+}
+
+// Forget drops the pins of commits no release needs any more.
+func (c *Cache) Forget(shas ...string) error {
+	for _, sha := range shas {
+		err := c.repo.Storer.RemoveReference(plumbing.ReferenceName(pinRef(sha)))
+		if err != nil {
+			return fmt.Errorf("unpin %.12s: %w", sha, err)
+		}
+	}
+	return nil
+}
+
+// depth is 1 for the first fetch. Later fetches ask for no depth: upload-pack ignores haves
+// for a shallow request unless the client takes thin packs, which go-git cannot, and would
+// send the whole tree again. Without a depth the pinned commits are offered as complete, so
+// the server sends only the commits since them and the objects they changed.
+func (c *Cache) depth() int {
+	refs, err := c.repo.References()
+	if err != nil {
+		return 1
+	}
+	defer refs.Close()
+	n := 0
+	refs.ForEach(func(r *plumbing.Reference) error {
+		if strings.HasPrefix(r.Name().String(), "refs/pushdeploy/") && c.has(r.Hash().String()) {
+			n++
+		}
+		return nil
+	})
+	if n > 0 {
+		return 0
+	}
+	return 1
+}
+
+// validBranch applies git's ref name rules, so a branch name can never act as a refspec
+// pattern ("*") or reach outside refs/heads.
+func validBranch(branch string) error {
+	if err := plumbing.NewBranchReferenceName(branch).Validate(); err != nil {
+		return fmt.Errorf("branch %q: %w", branch, err)
+	}
+	return nil
+}
+
+func pinRef(sha string) string { return "refs/pushdeploy/" + sha }
+
+func (c *Cache) has(sha string) bool {
+	commit, err := c.repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return false
+	}
+	_, err = commit.Tree()
+	return err == nil
+}
+
+// tree returns the root tree of commit sha, which must be in the cache.
+func (c *Cache) tree(sha string) (*object.Tree, error) {
+	commit, err := c.repo.CommitObject(plumbing.NewHash(sha))
+	if err != nil {
+		return nil, fmt.Errorf("read commit %.12s: %w", sha, err)
+	}
+	t, err := commit.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("read tree of %.12s: %w", sha, err)
+	}
+	return t, nil
+}
+
+func (c *Cache) packBytes() int64 {
+	var n int64
+	ents, _ := os.ReadDir(filepath.Join(c.dir, "objects", "pack"))
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".pack") {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+	}
+	return n
+}

@@ -1,0 +1,15 @@
+// Package release owns what is on disk for a deploy: a per-app bare git cache that fetches
+// exactly one pinned commit, a content-addressed object store shared by every app, and the
+// immutable release directories built from it.
+//
+// Layout under the data directory:
+//
+//	objects/<2 hex>/<38 hex>[.x]       one read-only file per (git blob, exec bit)
+//	apps/<app>/cache.git/               bare go-git cache, shallow
+//	apps/<app>/releases/<sha>/          the commit's tree, hard links into objects/
+//	apps/<app>/meta/<sha>.json          when and why a release was made, and its mark
+//	apps/<app>/current -> releases/<sha>
+//
+// A release is built in a temporary directory and renamed into place, and current is switched
+// with a rename, so a crash at any point leaves either the old state or the new one.
+package release

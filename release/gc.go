@@ -1,0 +1,91 @@
+package release
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// GCResult says what a gc removed.
+type GCResult struct {
+	Removed []string `json:"removed"` // release shas
+	Objects int      `json:"objects"` // objects no release used any more
+	Bytes   int64    `json:"bytes"`   // their size
+}
+
+// GC removes app's releases beyond the newest keep, then every object no release of any app
+// links to. It never removes the current release, nor the newest good release other than
+// current (the one a rollback would go to), whatever their age.
+func (s *Store) GC(app string, keep int) (GCResult, error) {
+	var res GCResult
+	rels, err := s.List(app)
+	if err != nil {
+		return res, err
+	}
+	prevGood := ""
+	for _, r := range rels {
+		if !r.Current && r.Mark == Good {
+			prevGood = r.SHA
+			break
+		}
+	}
+	for i, r := range rels {
+		if i < keep || r.Current || r.SHA == prevGood {
+			continue
+		}
+		if err := os.RemoveAll(r.Dir); err != nil {
+			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
+		}
+		if err := os.Remove(s.metaPath(app, r.SHA)); err != nil && !os.IsNotExist(err) {
+			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
+		}
+		res.Removed = append(res.Removed, r.SHA)
+	}
+	n, bytes, err := s.pruneObjects()
+	res.Objects, res.Bytes = n, bytes
+	return res, err
+}
+
+// pruneObjects removes objects whose only link is the store's own: no release uses them.
+// It holds the store lock exclusively, so no build can be between writing an object and
+// linking it.
+func (s *Store) pruneObjects() (int, int64, error) {
+	unlock, err := s.lockObjects(true)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer unlock()
+	var n int
+	var bytes int64
+	dirs, err := os.ReadDir(s.objectsDir())
+	if err != nil {
+		return 0, 0, fmt.Errorf("prune objects: %w", err)
+	}
+	for _, d := range dirs {
+		if !d.IsDir() || len(d.Name()) != 2 {
+			continue
+		}
+		sub := filepath.Join(s.objectsDir(), d.Name())
+		ents, err := os.ReadDir(sub)
+		if err != nil {
+			return n, bytes, fmt.Errorf("prune objects: %w", err)
+		}
+		for _, e := range ents {
+			fi, err := e.Info()
+			if err != nil {
+				continue
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			if !ok || st.Nlink > 1 {
+				continue
+			}
+			if err := os.Remove(filepath.Join(sub, e.Name())); err != nil {
+				return n, bytes, fmt.Errorf("prune objects: %w", err)
+			}
+			n++
+			bytes += fi.Size()
+		}
+	}
+	return n, bytes, nil
+}

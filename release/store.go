@@ -1,0 +1,168 @@
+package release
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"golang.org/x/sys/unix"
+)
+
+var (
+	// ErrUnsafePath means the commit's tree holds a name that could escape or corrupt a
+	// release directory: "", ".", "..", ".git" in any case, or a name containing "/" or NUL.
+	ErrUnsafePath = errors.New("unsafe path in tree")
+	// ErrSubmodule means the tree holds a submodule, which a pinned release cannot contain:
+	// its content is not part of the commit.
+	ErrSubmodule = errors.New("submodules are not supported")
+)
+
+// Store is the data directory: the shared object store and every app's releases.
+type Store struct {
+	dir string
+}
+
+// NewStore returns the store rooted at dataDir. Nothing is created until it is needed.
+func NewStore(dataDir string) *Store { return &Store{dir: dataDir} }
+
+func (s *Store) appDir(app string) string      { return filepath.Join(s.dir, "apps", app) }
+func (s *Store) releasesDir(app string) string { return filepath.Join(s.appDir(app), "releases") }
+func (s *Store) metaPath(app, sha string) string {
+	return filepath.Join(s.appDir(app), "meta", sha+".json")
+}
+func (s *Store) objectsDir() string { return filepath.Join(s.dir, "objects") }
+
+// CacheDir is where an app's bare git cache lives.
+func (s *Store) CacheDir(app string) string { return filepath.Join(s.appDir(app), "cache.git") }
+
+// ReleaseDir is the directory of an app's release of commit sha.
+func (s *Store) ReleaseDir(app, sha string) string { return filepath.Join(s.releasesDir(app), sha) }
+
+// objectPath names the object for a blob with a given exec bit. The exec bit is part of the
+// key because hard links share their mode.
+func (s *Store) objectPath(h plumbing.Hash, exec bool) string {
+	hex := h.String()
+	name := hex[2:]
+	if exec {
+		name += ".x"
+	}
+	return filepath.Join(s.objectsDir(), hex[:2], name)
+}
+
+// lockObjects takes the object store lock: shared while releases add and link objects,
+// exclusive while gc removes unlinked ones, across processes (the CLI's gc and the agent).
+func (s *Store) lockObjects(exclusive bool) (unlock func(), err error) {
+	if err := os.MkdirAll(s.objectsDir(), 0o755); err != nil {
+		return nil, fmt.Errorf("create object store: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.objectsDir(), ".lock"), os.O_CREATE|os.O_RDONLY, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock object store: %w", err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock object store: %w", err)
+	}
+	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
+}
+
+// ensureObject makes sure the object for blob h exists and returns its path. An existing
+// object is trusted only if its size is right: a file cut short by a crash is rewritten.
+func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, error) {
+	path := s.objectPath(h, exec)
+	blob, err := c.repo.BlobObject(h)
+	if err != nil {
+		return "", fmt.Errorf("read blob %s: %w", h, err)
+	}
+	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == blob.Size {
+		return path, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("create object dir: %w", err)
+	}
+	tmpDir := filepath.Join(s.objectsDir(), "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return "", fmt.Errorf("create object dir: %w", err)
+	}
+	f, err := os.CreateTemp(tmpDir, "obj-*")
+	if err != nil {
+		return "", fmt.Errorf("write object %s: %w", h, err)
+	}
+	defer os.Remove(f.Name())
+	r, err := blob.Reader()
+	if err != nil {
+		f.Close()
+		return "", fmt.Errorf("read blob %s: %w", h, err)
+	}
+	_, err = io.Copy(f, r)
+	r.Close()
+	if err == nil {
+		err = f.Chmod(objectMode(exec))
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", fmt.Errorf("write object %s: %w", h, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return "", fmt.Errorf("write object %s: %w", h, err)
+	}
+	return path, nil
+}
+
+// objectMode is read-only: a release can never be edited in place by its service.
+func objectMode(exec bool) os.FileMode {
+	if exec {
+		return 0o555
+	}
+	return 0o444
+}
+
+// syncStore flushes everything written to the data directory's filesystem at once: one
+// syncfs instead of an fsync per object keeps a 10,000-file release fast.
+func (s *Store) syncStore() error {
+	f, err := os.Open(s.objectsDir())
+	if err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("sync store: %w", err)
+	}
+	return nil
+}
+
+// Recover removes what an interrupted build or gc left behind: temporary release
+// directories of app and temporary objects. The agent calls it at start.
+func (s *Store) Recover(app string) error {
+	ents, err := os.ReadDir(s.releasesDir(app))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("recover %s: %w", app, err)
+	}
+	for _, e := range ents {
+		if isTemp(e.Name()) {
+			if err := os.RemoveAll(filepath.Join(s.releasesDir(app), e.Name())); err != nil {
+				return fmt.Errorf("recover %s: %w", app, err)
+			}
+		}
+	}
+	unlock, err := s.lockObjects(true)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := os.RemoveAll(filepath.Join(s.objectsDir(), "tmp")); err != nil {
+		return fmt.Errorf("recover object store: %w", err)
+	}
+	return nil
+}
+
+func isTemp(name string) bool { return len(name) > 0 && name[0] == '.' }
