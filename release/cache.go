@@ -13,6 +13,7 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -77,6 +78,9 @@ func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
 		return "", err
 	}
 	refs, err := c.newRemote().ListContext(ctx, &git.ListOptions{Auth: auth})
+	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
+		refs, err = nil, nil // its last branch was deleted
+	}
 	if err != nil {
 		return "", fmt.Errorf("list refs of %s: %w", redact(c.remote.URL), err)
 	}

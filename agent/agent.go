@@ -1,0 +1,252 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pushdeploy/pushdeploy/release"
+)
+
+// DefaultShutdownGrace is how long a deploy under way may go on after the agent is asked
+// to stop, before it is interrupted.
+const DefaultShutdownGrace = 30 * time.Second
+
+// Agent is the daemon. Open binds its sockets and recovers state; Run serves until its
+// context ends.
+type Agent struct {
+	// ShutdownGrace bounds how long Run waits for deploys under way when stopping.
+	ShutdownGrace time.Duration
+	// Version is reported by /healthz and the admin API.
+	Version string
+
+	cfg     *Config
+	out     io.Writer
+	log     zerolog.Logger
+	state   *State
+	store   *release.Store
+	apps    map[string]*app
+	metrics *metrics
+	ids     deployIDs
+
+	web, admin     *http.Server
+	webLn, adminLn net.Listener
+}
+
+// New returns an agent for cfg that logs to out (already formatted: JSON or console).
+func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
+	a := &Agent{
+		ShutdownGrace: DefaultShutdownGrace,
+		cfg:           cfg,
+		out:           out,
+		log:           newLogger(out, level).Str("component", "agent").Logger(),
+		store:         release.NewStore(cfg.DataDir),
+		apps:          make(map[string]*app, len(cfg.Apps)),
+		metrics:       newMetrics(),
+	}
+	for name, ac := range cfg.Apps {
+		a.apps[name] = newApp(ac)
+	}
+	return a
+}
+
+// StatePath is where the agent keeps its durable state.
+func StatePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "state.db") }
+
+// Open creates the data directory, opens the state, clears what a crash left behind, queues
+// again the deploys that were accepted but not finished, and binds the webhook listener and
+// the admin socket.
+func (a *Agent) Open() (err error) {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	a.state, err = OpenState(StatePath(a.cfg), false, a.cfg.HistoryLimit)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	for name := range a.apps {
+		if err := a.store.Recover(name); err != nil {
+			return err
+		}
+	}
+	if err := a.resume(); err != nil {
+		return err
+	}
+	a.webLn, err = net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
+	}
+	a.adminLn, err = listenUnix(a.cfg.AdminSocket)
+	if err != nil {
+		return err
+	}
+	a.web = &http.Server{
+		Handler:           a.webHandler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	return nil
+}
+
+// Addr is the webhook listener's address, once Open has bound it.
+func (a *Agent) Addr() string { return a.webLn.Addr().String() }
+
+// resume puts back in the queue, per app, the newest deploy that was accepted but had not
+// finished when the agent last stopped (or was killed); older unfinished ones are
+// superseded by it. A 202 answered to GitHub is a promise to deploy.
+func (a *Agent) resume() error {
+	unfinished, err := a.state.Unfinished()
+	if err != nil {
+		return err
+	}
+	newest := map[string]*Deploy{}
+	for i := range unfinished {
+		d := &unfinished[i]
+		if _, ok := a.apps[d.App]; !ok {
+			continue
+		}
+		if old := newest[d.App]; old != nil {
+			old.Status, old.Note, old.Finished = StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
+			if err := a.state.Save(old); err != nil {
+				return err
+			}
+		}
+		newest[d.App] = d
+	}
+	apps := make([]string, 0, len(newest))
+	for app := range newest {
+		apps = append(apps, app)
+	}
+	sort.Strings(apps)
+	for _, app := range apps {
+		d := newest[app]
+		if d.Status != StatusQueued {
+			d.Note = fmt.Sprintf("resumed after agent restart (was %s)", d.Status)
+		}
+		d.Status = StatusQueued
+		if err := a.state.Save(d); err != nil {
+			return err
+		}
+		a.log.Info().Str("app", app).Str("deploy", d.ID).Msg("deploy resumed")
+		a.enqueue(a.apps[app], d)
+	}
+	return nil
+}
+
+// Run serves webhooks and the admin API and runs the deploy queues until ctx ends. Then it
+// stops taking webhooks, lets deploys under way finish within ShutdownGrace, and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
+	stop, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	deployCtx, cancelDeploys := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeploys()
+	var workers sync.WaitGroup
+	for _, ap := range a.apps {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			a.work(stop, deployCtx, ap)
+		}()
+	}
+	errc := make(chan error, 2)
+	var servers sync.WaitGroup
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{a.web, a.webLn}, {a.admin, a.adminLn}} {
+		servers.Add(1)
+		go func() {
+			defer servers.Done()
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	a.log.Info().Str("listen", a.Addr()).Str("admin", a.cfg.AdminSocket).Str("host", a.cfg.Host).
+		Strs("environments", a.cfg.Environments).Str("version", a.Version).Msg("agent started")
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	a.log.Info().Msg("agent stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.web.Shutdown(shutdownCtx)
+	a.admin.Shutdown(shutdownCtx)
+	cancel()
+	servers.Wait()
+	// Workers stop taking deploys now; a deploy under way gets the grace period.
+	stopWorkers()
+	done := make(chan struct{})
+	go func() { workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.ShutdownGrace):
+		a.log.Warn().Dur("grace", a.ShutdownGrace).Msg("interrupting deploys under way")
+		cancelDeploys()
+		<-done
+	}
+	a.log.Info().Msg("agent stopped")
+	return err
+}
+
+func (a *Agent) close() {
+	if a.webLn != nil {
+		a.webLn.Close()
+	}
+	if a.adminLn != nil {
+		a.adminLn.Close()
+		os.Remove(a.cfg.AdminSocket)
+	}
+	if a.state != nil {
+		a.state.Close()
+		a.state = nil
+	}
+}
+
+// listenUnix binds the admin socket in a directory only the agent's user can enter, so the
+// socket is never reachable by others, not even for the moment before a chmod.
+func listenUnix(path string) (net.Listener, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create admin socket dir: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create admin socket dir: %w", err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("admin socket %s: another agent is running", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	return ln, nil
+}

@@ -1,0 +1,294 @@
+package agent
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pushdeploy/pushdeploy/release"
+)
+
+// Defaults for settings the configuration file may leave out.
+const (
+	DefaultConfigPath    = "/etc/pushdeploy/agent.yaml"
+	DefaultListen        = ":5757"
+	DefaultDataDir       = "/var/lib/pushdeploy"
+	DefaultBranch        = "deploy-{env}"
+	DefaultKeepReleases  = 5
+	DefaultScriptTimeout = 10 * time.Minute
+	DefaultHistoryLimit  = 200
+	DefaultDeliveryLimit = 10000
+)
+
+// Config is the agent's configuration file.
+type Config struct {
+	Listen       string                `yaml:"listen"`
+	DataDir      string                `yaml:"data_dir"`
+	Host         string                `yaml:"host"`
+	Environments []string              `yaml:"environments"`
+	AdminSocket  string                `yaml:"admin_socket"`
+	HistoryLimit int                   `yaml:"history_limit"`
+	Apps         map[string]*AppConfig `yaml:"apps"`
+}
+
+// AppConfig is one app the agent deploys.
+type AppConfig struct {
+	Repo           string        `yaml:"repo"`
+	Remote         string        `yaml:"remote"`
+	SecretFile     string        `yaml:"secret_file"`
+	AllowSHA1      bool          `yaml:"allow_sha1"`
+	Branch         string        `yaml:"branch"`
+	SSHKeyFile     string        `yaml:"ssh_key_file"`
+	KnownHostsFile string        `yaml:"known_hosts_file"`
+	TokenFile      string        `yaml:"token_file"`
+	KeepReleases   int           `yaml:"keep_releases"`
+	Script         Argv          `yaml:"script"`
+	ScriptTimeout  time.Duration `yaml:"script_timeout"`
+
+	name   string
+	secret []byte
+	token  string
+}
+
+// Argv is a command given either as one path or as a list of arguments; it is exec'd as is,
+// never through a shell.
+type Argv []string
+
+// UnmarshalYAML accepts a scalar (one program, no arguments) or a sequence.
+func (a *Argv) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		if n.Value != "" {
+			*a = Argv{n.Value}
+		}
+		return nil
+	}
+	var list []string
+	if err := n.Decode(&list); err != nil {
+		return fmt.Errorf("line %d: want a path or a list of strings", n.Line)
+	}
+	*a = list
+	return nil
+}
+
+// LoadConfig reads the configuration file at path, fills in defaults and validates it; an
+// error names the field and what was expected.
+func LoadConfig(path string, hostname string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := ParseConfig(data, hostname)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// ParseConfig decodes, defaults and validates a configuration document. Unknown fields are
+// errors: a misspelt setting must not be silently ignored.
+func ParseConfig(data []byte, hostname string) (*Config, error) {
+	var cfg Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	cfg.setDefaults(hostname)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+func (c *Config) setDefaults(hostname string) {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	if c.Host == "" {
+		c.Host = hostname
+	}
+	if c.AdminSocket == "" {
+		c.AdminSocket = filepath.Join(c.DataDir, "run", "admin.sock")
+	}
+	if c.HistoryLimit == 0 {
+		c.HistoryLimit = DefaultHistoryLimit
+	}
+	for name, a := range c.Apps {
+		if a == nil {
+			a = &AppConfig{}
+			c.Apps[name] = a
+		}
+		a.name = name
+		if a.Branch == "" {
+			a.Branch = DefaultBranch
+		}
+		if a.KeepReleases == 0 {
+			a.KeepReleases = DefaultKeepReleases
+		}
+		if a.ScriptTimeout == 0 {
+			a.ScriptTimeout = DefaultScriptTimeout
+		}
+	}
+}
+
+var (
+	appNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	envRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+	repoRE    = regexp.MustCompile(`^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`)
+)
+
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	if !strings.Contains(c.Listen, ":") {
+		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		bad("data_dir", "must be an absolute path, got %q", c.DataDir)
+	}
+	if !filepath.IsAbs(c.AdminSocket) {
+		bad("admin_socket", "must be an absolute path, got %q", c.AdminSocket)
+	}
+	if c.Host == "" {
+		bad("host", "missing (and the hostname is unknown)")
+	}
+	if len(c.Environments) == 0 {
+		bad("environments", "missing: list the environments this host deploys, e.g. [production]")
+	}
+	for i, e := range c.Environments {
+		if !envRE.MatchString(e) {
+			bad(fmt.Sprintf("environments[%d]", i), "want letters, digits, '.', '_' or '-', got %q", e)
+		}
+	}
+	if c.HistoryLimit < 1 {
+		bad("history_limit", "must be at least 1, got %d", c.HistoryLimit)
+	}
+	if len(c.Apps) == 0 {
+		bad("apps", "missing: configure at least one app")
+	}
+	names := make([]string, 0, len(c.Apps))
+	for name := range c.Apps {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		field := "apps." + name
+		if !appNameRE.MatchString(name) {
+			bad(field, "app names are lowercase letters, digits, '-' and '_' (at most 63), got %q", name)
+			continue
+		}
+		errs = append(errs, c.Apps[name].validate(field)...)
+	}
+	return errors.Join(errs...)
+}
+
+func (a *AppConfig) validate(field string) []error {
+	var errs []error
+	bad := func(sub, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{field, sub}, args...)...))
+	}
+	if a.Repo == "" {
+		bad("repo", "missing: the GitHub repository as owner/name")
+	} else if !repoRE.MatchString(a.Repo) {
+		bad("repo", "want owner/name, got %q", a.Repo)
+	}
+	if a.Remote == "" {
+		bad("remote", "missing: the URL to fetch from (ssh, https, git or file)")
+	} else if proto, err := (release.Remote{URL: a.Remote}).Protocol(); err != nil {
+		bad("remote", "%v", err)
+	} else if proto == "ssh" && (a.SSHKeyFile == "" || a.KnownHostsFile == "") {
+		bad("remote", "an ssh remote needs ssh_key_file and known_hosts_file (host keys are pinned)")
+	} else if a.TokenFile != "" && proto != "https" {
+		bad("token_file", "only used with an https remote, this one is %s", proto)
+	}
+	if a.SecretFile == "" {
+		bad("secret_file", "missing: the file holding the webhook's HMAC secret")
+	} else if secret, err := readSecret(a.SecretFile); err != nil {
+		bad("secret_file", "%v", err)
+	} else {
+		a.secret = []byte(secret)
+	}
+	if a.TokenFile != "" {
+		if token, err := readSecret(a.TokenFile); err != nil {
+			bad("token_file", "%v", err)
+		} else {
+			a.token = token
+		}
+	}
+	for sub, p := range map[string]string{"ssh_key_file": a.SSHKeyFile, "known_hosts_file": a.KnownHostsFile} {
+		if p != "" {
+			if _, err := os.Stat(p); err != nil {
+				bad(sub, "%v", err)
+			}
+		}
+	}
+	if strings.Count(a.Branch, "{env}") > 1 {
+		bad("branch", "use {env} at most once, got %q", a.Branch)
+	} else if _, err := path.Match(strings.ReplaceAll(a.Branch, "{env}", "x"), ""); err != nil {
+		bad("branch", "bad pattern %q: %v", a.Branch, err)
+	}
+	if a.KeepReleases < 1 {
+		bad("keep_releases", "must be at least 1, got %d", a.KeepReleases)
+	}
+	if len(a.Script) > 0 && !filepath.IsAbs(a.Script[0]) {
+		bad("script", "must start with an absolute path, got %q", a.Script[0])
+	}
+	if a.ScriptTimeout < 0 {
+		bad("script_timeout", "must be positive, got %s", a.ScriptTimeout)
+	}
+	return errs
+}
+
+// readSecret reads a one-line secret file. Its content never appears in an error.
+func readSecret(p string) (string, error) {
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	s := strings.TrimSpace(string(data))
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", p)
+	}
+	return s, nil
+}
+
+// Branches returns the branch patterns this host deploys for the app, one per environment.
+func (a *AppConfig) Branches(envs []string) []string {
+	if !strings.Contains(a.Branch, "{env}") {
+		return []string{a.Branch}
+	}
+	out := make([]string, len(envs))
+	for i, e := range envs {
+		out[i] = strings.ReplaceAll(a.Branch, "{env}", e)
+	}
+	return out
+}
+
+// Deploys reports whether this host deploys branch for the app.
+func (a *AppConfig) Deploys(envs []string, branch string) bool {
+	for _, pattern := range a.Branches(envs) {
+		if ok, _ := path.Match(pattern, branch); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// remote is the release.Remote the app fetches from.
+func (a *AppConfig) remote() release.Remote {
+	return release.Remote{URL: a.Remote, SSHKeyFile: a.SSHKeyFile, KnownHostsFile: a.KnownHostsFile, Token: a.token}
+}

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseConfig(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	os.WriteFile(secret, []byte("top-secret\n"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	base := func(app string) string {
+		return "data_dir: " + dir + "\nenvironments: [production]\napps:\n  web:\n    repo: acme/web\n    secret_file: " + secret + "\n" + app
+	}
+	tests := []struct {
+		name    string
+		doc     string
+		wantErr string // "" for valid
+	}{
+		{"minimal", base("    remote: https://github.com/acme/web.git\n"), ""},
+		{"file remote and script list", base("    remote: file:///srv/git/web.git\n    script: [/usr/bin/make, -C, x]\n"), ""},
+		{"missing remote", base(""), "apps.web.remote: missing"},
+		{"ssh without pinned host keys", base("    remote: git@github.com:acme/web.git\n"), "apps.web.remote: an ssh remote needs ssh_key_file and known_hosts_file"},
+		{"bad repo", strings.Replace(base("    remote: https://x/y.git\n"), "acme/web", "acme", 1), "apps.web.repo: want owner/name"},
+		{"empty secret", strings.Replace(base("    remote: https://x/y.git\n"), secret, empty, 1), "apps.web.secret_file:"},
+		{"missing secret file", strings.Replace(base("    remote: https://x/y.git\n"), secret, dir+"/nope", 1), "apps.web.secret_file:"},
+		{"unknown field", base("    remote: https://x/y.git\n    keep_release: 3\n"), "field keep_release not found"},
+		{"relative script", base("    remote: https://x/y.git\n    script: deploy.sh\n"), "apps.web.script: must start with an absolute path"},
+		{"keep releases", base("    remote: https://x/y.git\n    keep_releases: -1\n"), "apps.web.keep_releases: must be at least 1"},
+		{"token with ssh", base("    remote: git://x/y.git\n    token_file: " + secret + "\n"), "apps.web.token_file: only used with an https remote"},
+		{"no environments", strings.Replace(base("    remote: https://x/y.git\n"), "environments: [production]\n", "", 1), "environments: missing"},
+		{"bad environment", strings.Replace(base("    remote: https://x/y.git\n"), "[production]", "[\"pro duction\"]", 1), "environments[0]:"},
+		{"relative data dir", strings.Replace(base("    remote: https://x/y.git\n"), "data_dir: "+dir, "data_dir: data", 1), "data_dir: must be an absolute path"},
+		{"bad app name", strings.Replace(base("    remote: https://x/y.git\n"), "  web:", "  Web!:", 1), "apps.Web!:"},
+		{"bad branch pattern", base("    remote: https://x/y.git\n    branch: \"deploy-[\"\n"), "apps.web.branch: bad pattern"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := ParseConfig([]byte(tt.doc), "host-1")
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if cfg.Host != "host-1" || cfg.Listen != DefaultListen || cfg.Apps["web"].KeepReleases != DefaultKeepReleases {
+					t.Errorf("defaults not applied: host %q listen %q keep %d", cfg.Host, cfg.Listen, cfg.Apps["web"].KeepReleases)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			}
+			if strings.Contains(err.Error(), "top-secret") {
+				t.Errorf("error reveals the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestAppConfig_Deploys(t *testing.T) {
+	tests := []struct {
+		pattern string
+		envs    []string
+		branch  string
+		want    bool
+	}{
+		{"deploy-{env}", []string{"production"}, "deploy-production", true},
+		{"deploy-{env}", []string{"production"}, "deploy-staging", false},
+		{"deploy-{env}", []string{"staging", "production"}, "deploy-staging", true},
+		{"deploy-{env}", []string{"production"}, "main", false},
+		{"release/*", []string{"production"}, "release/v1", true},
+		{"release/*", []string{"production"}, "release/v1/x", false},
+	}
+	for _, tt := range tests {
+		a := &AppConfig{Branch: tt.pattern}
+		if got := a.Deploys(tt.envs, tt.branch); got != tt.want {
+			t.Errorf("%s with %v deploys %s: got %v, want %v", tt.pattern, tt.envs, tt.branch, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/pushdeploy/pushdeploy/release"
+)
+
+// errStale marks a deploy that must not happen because the branch has moved on.
+var errStale = errors.New("stale")
+
+type staleError struct{ reason string }
+
+func (e *staleError) Error() string { return e.reason }
+func (e *staleError) Unwrap() error { return errStale }
+
+func logPath(dataDir, app, id string) string {
+	return filepath.Join(dataDir, "apps", app, "deploys", id+".log")
+}
+
+// runDeploy takes one deploy from queued to a final status, recording every step.
+func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
+	log, closeLog := a.deployLogger(d)
+	defer closeLog()
+	d.Started = time.Now().UTC()
+	set := func(s Status) {
+		d.Status = s
+		if err := a.state.Save(d); err != nil {
+			log.Error().Err(err).Msg("record deploy status")
+		}
+		log.Info().Str("status", string(s)).Msg("deploy status")
+	}
+	log.Info().Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
+	err := a.pipeline(ctx, ap, d, set, log)
+	d.Finished = time.Now().UTC()
+	var stale *staleError
+	switch {
+	case err == nil:
+		set(StatusSucceeded)
+		log.Info().Int64("took_ms", d.Finished.Sub(d.Started).Milliseconds()).Msg("deploy succeeded")
+	case errors.As(err, &stale):
+		d.Note = stale.reason
+		set(StatusStale)
+		log.Warn().Str("reason", stale.reason).Msg("deploy skipped: stale")
+	case ctx.Err() != nil:
+		// The agent is stopping: current was not switched, so the deploy can simply run again
+		// at the next start.
+		d.Finished = time.Time{}
+		d.Note = "interrupted by agent shutdown; resumes at next start"
+		set(StatusQueued)
+		log.Warn().Msg("deploy interrupted by shutdown")
+		return
+	default:
+		d.Error = err.Error()
+		set(StatusFailed)
+		log.Error().Err(err).Msg("deploy failed")
+	}
+	a.metrics.deploys.WithLabelValues(d.App, string(d.Status)).Inc()
+	a.metrics.duration.WithLabelValues(d.App, string(d.Status)).Observe(d.Finished.Sub(d.Started).Seconds())
+	a.pruneHistory(d.App)
+}
+
+// pipeline is the deploy itself. Nothing it does before Activate is visible to the running
+// release; any error before then leaves current where it was.
+func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+	ap.op.Lock()
+	defer ap.op.Unlock()
+	set(StatusFetching)
+	cache, err := a.cache(ap)
+	if err != nil {
+		return err
+	}
+	// A webhook can arrive late or out of order; deploying it then would roll the host back.
+	tip, err := cache.Tip(ctx, d.Branch)
+	if errors.Is(err, release.ErrBranchNotFound) {
+		return &staleError{fmt.Sprintf("branch %s was deleted after the push", d.Branch)}
+	}
+	if err != nil {
+		return err
+	}
+	if tip != d.SHA {
+		return &staleError{fmt.Sprintf("branch %s has moved on to %s", d.Branch, short(tip))}
+	}
+	start := time.Now()
+	res, err := cache.Fetch(ctx, d.SHA, d.Branch)
+	if errors.Is(err, release.ErrNotAtTip) {
+		return &staleError{err.Error()}
+	}
+	if err != nil {
+		return err
+	}
+	d.FetchBytes = res.PackBytes
+	log.Info().Int64("bytes", res.PackBytes).Bool("fallback", res.Fallback).Bool("cached", res.AlreadyHad).
+		Int64("took_ms", time.Since(start).Milliseconds()).Msg("fetched")
+
+	set(StatusReleasing)
+	start = time.Now()
+	rel, err := a.store.Build(ctx, d.App, cache, d.SHA, release.Info{Branch: d.Branch, Deploy: d.ID})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("dir", rel.Dir).Int64("took_ms", time.Since(start).Milliseconds()).Msg("release laid out")
+	if d.Previous, err = a.store.Current(d.App); err != nil {
+		return err
+	}
+	if len(ap.cfg.Script) > 0 {
+		set(StatusScript)
+		run := scriptRun{
+			Argv:    ap.cfg.Script,
+			Args:    []string{ap.cfg.Repo, d.Branch, d.SHA},
+			Dir:     rel.Dir,
+			Timeout: ap.cfg.ScriptTimeout,
+			Env: []string{
+				"PUSHDEPLOY_APP=" + d.App,
+				"PUSHDEPLOY_SHA=" + d.SHA,
+				"PUSHDEPLOY_PREVIOUS_SHA=" + d.Previous,
+				"PUSHDEPLOY_BRANCH=" + d.Branch,
+				"PUSHDEPLOY_RELEASE_DIR=" + rel.Dir,
+				"PUSHDEPLOY_DEPLOY_ID=" + d.ID,
+			},
+		}
+		if err := run.run(ctx, log); err != nil {
+			return err
+		}
+	}
+	if _, err := a.store.Activate(d.App, d.SHA); err != nil {
+		return err
+	}
+	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
+		return err
+	}
+	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
+	if _, err := a.gc(ap, cache, log); err != nil {
+		log.Warn().Err(err).Msg("release gc")
+	}
+	return nil
+}
+
+// cache opens the app's git cache once; the caller holds ap.op.
+func (a *Agent) cache(ap *app) (*release.Cache, error) {
+	if ap.cache == nil {
+		c, err := release.OpenCache(a.store.CacheDir(ap.cfg.name), ap.cfg.remote())
+		if err != nil {
+			return nil, err
+		}
+		ap.cache = c
+	}
+	return ap.cache, nil
+}
+
+// gc applies the app's retention; the caller holds ap.op.
+func (a *Agent) gc(ap *app, cache *release.Cache, log zerolog.Logger) (release.GCResult, error) {
+	res, err := a.store.GC(ap.cfg.name, ap.cfg.KeepReleases)
+	if len(res.Removed) > 0 {
+		if ferr := cache.Forget(res.Removed...); ferr != nil && err == nil {
+			err = ferr
+		}
+		log.Info().Strs("removed", res.Removed).Int("objects", res.Objects).Int64("bytes", res.Bytes).Msg("old releases removed")
+	}
+	return res, err
+}
+
+// GC applies an app's retention now, between deploys.
+func (a *Agent) GC(app string) (release.GCResult, error) {
+	ap, ok := a.apps[app]
+	if !ok {
+		return release.GCResult{}, fmt.Errorf("app %q: %w", app, ErrNotFound)
+	}
+	ap.op.Lock()
+	defer ap.op.Unlock()
+	cache, err := a.cache(ap)
+	if err != nil {
+		return release.GCResult{}, err
+	}
+	return a.gc(ap, cache, a.log.With().Str("app", app).Logger())
+}
+
+// deployLogger returns a logger that writes to the agent's log and to the deploy's own log
+// file, every line carrying the deploy id.
+func (a *Agent) deployLogger(d *Deploy) (zerolog.Logger, func()) {
+	base := a.log.With().Str("app", d.App).Str("deploy", d.ID).Logger()
+	p := logPath(a.cfg.DataDir, d.App, d.ID)
+	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+		base.Error().Err(err).Msg("create deploy log")
+		return base, func() {}
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		base.Error().Err(err).Msg("create deploy log")
+		return base, func() {}
+	}
+	log := newLogger(zerolog.MultiLevelWriter(a.out, f), a.log.GetLevel()).
+		Str("component", "deploy").Str("app", d.App).Str("deploy", d.ID).Logger()
+	return log, func() { f.Sync(); f.Close() }
+}
+
+func (a *Agent) pruneHistory(app string) {
+	ids, err := a.state.Prune(app)
+	if err != nil {
+		a.log.Warn().Err(err).Msg("prune history")
+		return
+	}
+	for _, id := range ids {
+		os.Remove(logPath(a.cfg.DataDir, app, id))
+	}
+}

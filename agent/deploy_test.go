@@ -1,0 +1,234 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAgent_deploy(t *testing.T) {
+	f := newFixture(t, nil)
+	sha := f.commit("1")
+	f.push("deploy-production")
+	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
+	if r.Code != 202 {
+		t.Fatalf("got %d %s, want 202", r.Code, r.Error)
+	}
+	d := f.wait(r.Deploy)
+	if d.Status != StatusSucceeded {
+		t.Fatalf("got status %s (%s), want succeeded", d.Status, d.Error)
+	}
+	if got := f.current(); got != sha {
+		t.Errorf("current: got %s, want %s", got, sha)
+	}
+	got, err := os.ReadFile(filepath.Join(f.cfg.DataDir, "apps", "web", "current", "VERSION"))
+	if err != nil || string(got) != "1\n" {
+		t.Errorf("current/VERSION: got %q (%v), want %q", got, err, "1\n")
+	}
+	log, err := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(log)), "\n") {
+		if !strings.Contains(line, `"deploy":"`+d.ID+`"`) {
+			t.Errorf("log line without the deploy id: %s", line)
+		}
+	}
+	if strings.Contains(string(log), testSecret) {
+		t.Error("the deploy log contains the webhook secret")
+	}
+}
+
+// gate is a file a deploy script waits for, so a test can hold a deploy in running-script.
+type gate string
+
+func newGate(t *testing.T) gate { return gate(filepath.Join(t.TempDir(), "open")) }
+func (g gate) script() string   { return "while [ ! -e " + string(g) + " ]; do sleep 0.05; done" }
+func (g gate) open(t *testing.T) {
+	if err := os.WriteFile(string(g), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAgent_newestWins(t *testing.T) {
+	g := newGate(t)
+	script := writeScript(t, g.script())
+	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	var shas, ids []string
+	for _, v := range []string{"1", "2", "3"} {
+		shas = append(shas, f.commit(v))
+		f.push("deploy-production")
+		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), shas[len(shas)-1])
+		if r.Code != 202 {
+			t.Fatalf("push %s: got %d %s", v, r.Code, r.Error)
+		}
+		ids = append(ids, r.Deploy)
+		if v == "1" {
+			f.waitStatus(ids[0], StatusScript)
+		}
+	}
+	g.open(t)
+	first, second, third := f.wait(ids[0]), f.wait(ids[1]), f.wait(ids[2])
+	// The first was running when the others came: it may finish, or go stale because the
+	// branch has moved on by the time it asked; what it must not do is block the newest.
+	if first.Status != StatusSucceeded {
+		t.Errorf("first: got %s, want succeeded", first.Status)
+	}
+	if second.Status != StatusSuperseded || !strings.Contains(second.Note, ids[2]) {
+		t.Errorf("second: got %s (%q), want superseded by %s", second.Status, second.Note, ids[2])
+	}
+	if third.Status != StatusSucceeded {
+		t.Errorf("third: got %s (%s), want succeeded", third.Status, third.Error)
+	}
+	if got := f.current(); got != shas[2] {
+		t.Errorf("current: got %.12s, want %.12s", got, shas[2])
+	}
+}
+
+func (f *fixture) waitStatus(id string, want Status) {
+	f.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if d, err := f.agent.state.Get("web", id); err == nil && d.Status == want {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.t.Fatalf("deploy %s never reached %s", id, want)
+}
+
+func TestAgent_stalePush(t *testing.T) {
+	f := newFixture(t, nil)
+	old := f.commit("1")
+	f.push("deploy-production")
+	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old)
+	f.wait(r.Deploy)
+	newer := f.commit("2")
+	f.push("deploy-production")
+	r = f.deliver("refs/heads/deploy-production", old, newer)
+	f.wait(r.Deploy)
+
+	// The webhook for the first push is delivered again, late (a new delivery id).
+	late := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old)
+	d := f.wait(late.Deploy)
+	if d.Status != StatusStale || !strings.Contains(d.Note, "moved on") {
+		t.Errorf("late push: got %s (%q), want stale", d.Status, d.Note)
+	}
+	if got := f.current(); got != newer {
+		t.Errorf("current: got %.12s, want %.12s (a late webhook rolled the host back)", got, newer)
+	}
+
+	// A push whose branch was deleted before the deploy started.
+	third := f.commit("3")
+	f.push("deploy-production")
+	f.bare.Git("update-ref", "-d", "refs/heads/deploy-production")
+	gone := f.wait(f.deliver("refs/heads/deploy-production", newer, third).Deploy)
+	if gone.Status != StatusStale || !strings.Contains(gone.Note, "deleted") {
+		t.Errorf("deleted branch: got %s (%q), want stale", gone.Status, gone.Note)
+	}
+}
+
+func TestAgent_script(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantErr   string // "" for success
+		wantInLog string
+	}{
+		{"succeeds", `echo "args=$1 $2 $3 app=$PUSHDEPLOY_APP dir=$PUSHDEPLOY_RELEASE_DIR prev=$PUSHDEPLOY_PREVIOUS_SHA"; pwd`, "", "args=acme/web deploy-production"},
+		{"fails", `echo about to fail >&2; exit 3`, "exited with status 3", "about to fail"},
+		{"killed by signal", `kill -KILL $$`, "killed by signal", ""},
+		{"hostile output", `printf '%s\n' '$(rm -rf /); "quoted" \\back'`, "", `$(rm -rf /)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			script := writeScript(t, tt.body)
+			f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+			// A first release without the script's verdict mattering: make it current.
+			good := f.commit("1")
+			f.push("deploy-production")
+			f.agent.apps["web"].cfg.Script = nil
+			f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), good).Deploy)
+			f.agent.apps["web"].cfg.Script = Argv{script}
+
+			next := f.commit("2")
+			f.push("deploy-production")
+			d := f.wait(f.deliver("refs/heads/deploy-production", good, next).Deploy)
+			log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+			if tt.wantErr == "" {
+				if d.Status != StatusSucceeded || f.current() != next {
+					t.Fatalf("got %s (%s), current %.12s; want succeeded on %.12s", d.Status, d.Error, f.current(), next)
+				}
+				if strings.Contains(tt.body, "PREVIOUS") && !strings.Contains(string(log), "prev="+good) {
+					t.Errorf("script did not get PUSHDEPLOY_PREVIOUS_SHA=%s", good)
+				}
+			} else {
+				if d.Status != StatusFailed || !strings.Contains(d.Error, tt.wantErr) {
+					t.Fatalf("got %s (%q), want failed with %q", d.Status, d.Error, tt.wantErr)
+				}
+				if got := f.current(); got != good {
+					t.Errorf("current: got %.12s, want %.12s kept", got, good)
+				}
+			}
+			if !strings.Contains(string(log), strings.ReplaceAll(tt.wantInLog, `"`, `\"`)) {
+				t.Errorf("log does not contain %q:\n%s", tt.wantInLog, log)
+			}
+		})
+	}
+}
+
+func TestAgent_resumeAfterRestart(t *testing.T) {
+	g := newGate(t)
+	script := writeScript(t, g.script())
+	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f.agent.ShutdownGrace = 100 * time.Millisecond
+	sha := f.commit("1")
+	f.push("deploy-production")
+	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
+	f.waitStatus(r.Deploy, StatusScript)
+	f.stop() // the grace runs out: the deploy is interrupted and goes back to queued
+	st, err := OpenState(StatePath(f.cfg), true, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := st.Get("web", r.Deploy)
+	st.Close()
+	if d.Status != StatusQueued {
+		t.Fatalf("after shutdown: got %s, want queued", d.Status)
+	}
+	if f.current() != "" {
+		t.Fatal("an interrupted deploy switched current")
+	}
+	g.open(t)
+	f.start()
+	if d := f.wait(r.Deploy); d.Status != StatusSucceeded {
+		t.Fatalf("after restart: got %s (%s), want succeeded", d.Status, d.Error)
+	}
+	if f.current() != sha {
+		t.Errorf("current: got %.12s, want %.12s", f.current(), sha)
+	}
+}
+
+func TestAgent_retention(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Apps["web"].KeepReleases = 2 })
+	var shas []string
+	for _, v := range []string{"1", "2", "3", "4"} {
+		shas = append(shas, f.commit(v))
+		f.push("deploy-production")
+		f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), shas[len(shas)-1]).Deploy)
+	}
+	rels, err := f.agent.store.List("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rels {
+		got = append(got, r.SHA[:7])
+	}
+	want := []string{shas[3][:7], shas[2][:7]}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("releases kept: got %v, want %v", got, want)
+	}
+}

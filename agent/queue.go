@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/release"
+)
+
+// app is one configured app and its deploy queue. The queue holds at most one waiting
+// deploy: a newer push replaces it (newest wins), because deploying a commit that is about
+// to be replaced only makes the host go through an extra restart.
+type app struct {
+	cfg *AppConfig
+
+	mu      sync.Mutex
+	pending *Deploy
+	running *Deploy
+	wake    chan struct{}
+
+	// op is held while anything changes the app's releases: a deploy or a gc.
+	op    sync.Mutex
+	cache *release.Cache
+}
+
+func newApp(cfg *AppConfig) *app {
+	return &app{cfg: cfg, wake: make(chan struct{}, 1)}
+}
+
+// enqueue makes d the app's next deploy, superseding the one waiting, if any.
+func (a *Agent) enqueue(ap *app, d *Deploy) {
+	ap.mu.Lock()
+	if old := ap.pending; old != nil {
+		old.Status = StatusSuperseded
+		old.Note = "superseded by " + d.ID + " (" + short(d.SHA) + ")"
+		old.Finished = time.Now().UTC()
+		if err := a.state.Save(old); err != nil {
+			a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
+		}
+		a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
+		a.metrics.deploys.WithLabelValues(old.App, string(StatusSuperseded)).Inc()
+	}
+	ap.pending = d
+	ap.mu.Unlock()
+	select {
+	case ap.wake <- struct{}{}:
+	default:
+	}
+}
+
+// work runs the app's deploys one at a time until stop is cancelled. Deploys run under
+// deployCtx, which outlives stop by the shutdown grace period so that a deploy under way can
+// finish.
+func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
+	for {
+		select {
+		case <-stop.Done():
+			return
+		case <-ap.wake:
+		}
+		for stop.Err() == nil {
+			ap.mu.Lock()
+			d := ap.pending
+			ap.pending, ap.running = nil, d
+			ap.mu.Unlock()
+			if d == nil {
+				break
+			}
+			a.runDeploy(deployCtx, ap, d)
+			ap.mu.Lock()
+			ap.running = nil
+			ap.mu.Unlock()
+		}
+	}
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// scriptRun is one run of an app's deploy script.
+type scriptRun struct {
+	Argv    []string // program and fixed arguments from the config
+	Args    []string // repo, branch, sha
+	Env     []string
+	Dir     string
+	Timeout time.Duration
+}
+
+// scriptPath is the PATH scripts run with: they get a known environment, not the agent's.
+const scriptPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// run execs the script without a shell, in its own process group, and logs each line it
+// prints. It fails if the script exits non-zero, is killed by a signal or outlives its
+// timeout; on timeout or cancellation the whole group gets SIGTERM, then SIGKILL.
+func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
+	if s.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.Timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, s.Argv[0], append(append([]string{}, s.Argv[1:]...), s.Args...)...)
+	cmd.Dir = s.Dir
+	cmd.Env = append([]string{scriptPath, "LANG=C.UTF-8"}, s.Env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 5 * time.Second
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			log.Info().Str("line", sc.Text()).Msg("script output")
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	start := time.Now()
+	err := cmd.Start()
+	if err == nil {
+		log.Info().Strs("argv", cmd.Args).Msg("script started")
+		err = cmd.Wait()
+		// Whatever the script left running in its group goes with it.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	}
+	pw.Close()
+	<-done
+	if err == nil {
+		log.Info().Int64("took_ms", time.Since(start).Milliseconds()).Msg("script succeeded")
+		return nil
+	}
+	var exit *exec.ExitError
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("script %s: timed out after %s", s.Argv[0], s.Timeout)
+	case ctx.Err() != nil:
+		return fmt.Errorf("script %s: %w", s.Argv[0], ctx.Err())
+	case errors.As(err, &exit):
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return fmt.Errorf("script %s: killed by signal %s", s.Argv[0], ws.Signal())
+		}
+		return fmt.Errorf("script %s: exited with status %d", s.Argv[0], exit.ExitCode())
+	default:
+		return fmt.Errorf("run script %s: %w", s.Argv[0], err)
+	}
+}

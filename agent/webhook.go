@@ -1,0 +1,153 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/pushdeploy/pushdeploy/hooks"
+)
+
+// answer is the JSON body of every webhook response: it always says why.
+type answer struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	Deploy string `json:"deploy,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+func (a *Agent) webHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/webhook/{app}", a.handleWebhook)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": a.Version})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, answer{Status: "error", Error: "no such endpoint: webhooks go to POST /webhook/{app}"})
+	})
+	return mux
+}
+
+func (a *Agent) handleWebhook(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("app")
+	code, ans := a.webhook(r, name)
+	log := a.log.With().Str("app", name).Str("delivery", r.Header.Get("X-GitHub-Delivery")).
+		Str("event", r.Header.Get("X-GitHub-Event")).Int("code", code).Str("status", ans.Status).Logger()
+	switch {
+	case code >= 400:
+		log.Warn().Str("error", ans.Error).Str("remote", r.RemoteAddr).Msg("webhook refused")
+	default:
+		log.Info().Str("reason", ans.Reason).Str("deploy", ans.Deploy).Msg("webhook answered")
+	}
+	label := name
+	if _, ok := a.apps[name]; !ok {
+		label = "" // never let unauthenticated callers create metric series
+	}
+	a.metrics.webhooks.WithLabelValues(label, strconv.Itoa(code), ans.Status).Inc()
+	if code == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", http.MethodPost)
+	}
+	writeJSON(w, code, ans)
+}
+
+// webhook decides what to do with one delivery. The signature is checked before anything
+// in the body is parsed; only then does the payload decide.
+func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
+	refuse := func(code int, format string, args ...any) (int, answer) {
+		return code, answer{Status: "error", Error: fmt.Sprintf(format, args...)}
+	}
+	if r.Method != http.MethodPost {
+		return refuse(http.StatusMethodNotAllowed, "method %s not allowed: webhooks are POSTed", r.Method)
+	}
+	ap, ok := a.apps[name]
+	if !ok {
+		return refuse(http.StatusNotFound, "unknown app %q", name)
+	}
+	delivery, err := hooks.Read(r, ap.cfg.secret, hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
+	if err != nil {
+		var he *hooks.Error
+		if errors.As(err, &he) {
+			return refuse(he.Status, "%s", he.Msg)
+		}
+		return refuse(http.StatusBadRequest, "read delivery: %v", err)
+	}
+	switch delivery.Event {
+	case "push":
+	case "ping":
+		return http.StatusOK, answer{Status: "ignored", Reason: "ping: webhook is set up"}
+	default:
+		return http.StatusOK, answer{Status: "ignored", Reason: fmt.Sprintf("event %q is not deployed (only push)", delivery.Event)}
+	}
+	push, err := hooks.ParsePush(delivery.Payload)
+	if err != nil {
+		var he *hooks.Error
+		if errors.As(err, &he) {
+			return refuse(he.Status, "%s", he.Msg)
+		}
+		return refuse(http.StatusBadRequest, "parse push: %v", err)
+	}
+	if !strings.EqualFold(push.Repo, ap.cfg.Repo) {
+		return refuse(http.StatusUnprocessableEntity, "repository.full_name: got %q, app %s deploys %q", push.Repo, name, ap.cfg.Repo)
+	}
+	if reason := a.ignore(ap, push); reason != "" {
+		fresh, err := a.state.Accept(name, delivery.ID, nil)
+		if err != nil {
+			return refuse(http.StatusInternalServerError, "%v", err)
+		}
+		if !fresh {
+			return http.StatusOK, answer{Status: "duplicate", Reason: "delivery " + delivery.ID + " was already answered"}
+		}
+		return http.StatusOK, answer{Status: "ignored", Reason: reason}
+	}
+	now := time.Now().UTC()
+	d := &Deploy{
+		ID:       a.ids.next(now),
+		App:      name,
+		SHA:      push.After,
+		Branch:   push.Branch,
+		Delivery: delivery.ID,
+		Pusher:   push.Pusher,
+		Message:  push.HeadMessage,
+		Status:   StatusQueued,
+		Queued:   now,
+	}
+	fresh, err := a.state.Accept(name, delivery.ID, d)
+	if err != nil {
+		return refuse(http.StatusInternalServerError, "%v", err)
+	}
+	if !fresh {
+		return http.StatusOK, answer{Status: "duplicate", Reason: "delivery " + delivery.ID + " was already answered"}
+	}
+	a.enqueue(ap, d)
+	return http.StatusAccepted, answer{Status: "queued", Deploy: d.ID}
+}
+
+// ignore says why a push is not for this host, or "" when it must be deployed.
+func (a *Agent) ignore(ap *app, p *hooks.Push) string {
+	switch {
+	case p.Tag != "":
+		return fmt.Sprintf("tag %s: only branches are deployed", p.Tag)
+	case p.Branch == "":
+		return fmt.Sprintf("ref %s is not a branch", p.Ref)
+	case p.Deleted:
+		return fmt.Sprintf("branch %s was deleted", p.Branch)
+	case !ap.cfg.Deploys(a.cfg.Environments, p.Branch):
+		return fmt.Sprintf("branch %s is not deployed on host %s (it deploys %s)", p.Branch, a.cfg.Host,
+			strings.Join(ap.cfg.Branches(a.cfg.Environments), ", "))
+	}
+	return ""
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/release"
+)
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "pushdeploy",
+		Short:         "Deploy exactly the pushed commit, on every host, from a signed git push",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
+		newReleasesCmd(), newHooksCmd())
+	return root
+}
+
+// configFlag adds the --config flag every command that needs the agent's config takes.
+func configFlag(cmd *cobra.Command, path *string) {
+	cmd.Flags().StringVar(path, "config", agent.DefaultConfigPath, "agent configuration file")
+}
+
+func loadConfig(path string) (*agent.Config, error) {
+	host, _ := os.Hostname()
+	return agent.LoadConfig(path, host)
+}
+
+// logOutput picks JSON for machines and a readable console format on a terminal.
+func logOutput(format string, w *os.File) (io.Writer, error) {
+	switch format {
+	case "json":
+		return w, nil
+	case "console":
+		return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}, nil
+	case "auto", "":
+		if term.IsTerminal(int(w.Fd())) {
+			return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}, nil
+		}
+		return w, nil
+	}
+	return nil, fmt.Errorf("--log-format: want auto, json or console, got %q", format)
+}
+
+// backend is what the read and housekeeping commands need from the agent: a running agent
+// over its admin socket, or the data directory when the agent is down.
+type backend interface {
+	Status(ctx context.Context, app string) ([]agent.AppStatus, error)
+	History(ctx context.Context, app string, limit int) ([]agent.Deploy, error)
+	Deploy(ctx context.Context, app, id string) (*agent.Deploy, []byte, error)
+	GC(ctx context.Context, app string) (release.GCResult, error)
+}
+
+// connect returns the running agent if it answers, else the data directory read directly.
+func connect(ctx context.Context, cfg *agent.Config) (backend, func(), error) {
+	c := agent.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, agent.ErrAgentDown) {
+		return c, func() {}, nil
+	}
+	l, err := agent.OpenLocal(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent not running, and %w", err)
+	}
+	return l, func() { l.Close() }, nil
+}
+
+func shortSHA(s string) string {
+	if len(s) > 12 {
+		return s[:12]
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}

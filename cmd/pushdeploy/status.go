@@ -1,0 +1,105 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pushdeploy/pushdeploy/agent"
+)
+
+func newStatusCmd() *cobra.Command {
+	var configPath string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [APP]",
+		Short: "Show each app's live release and its deploys under way",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(configPath)
+			if err != nil {
+				return err
+			}
+			b, done, err := connect(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer done()
+			app := ""
+			if len(args) == 1 {
+				app = args[0]
+			}
+			st, err := b.Status(cmd.Context(), app)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			return printStatus(cmd.OutOrStdout(), st)
+		},
+	}
+	configFlag(cmd, &configPath)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printStatus(w io.Writer, st []agent.AppStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for i, s := range st {
+		if i > 0 {
+			fmt.Fprintln(tw)
+		}
+		agentNote := ""
+		if !s.Agent {
+			agentNote = "  (agent not running: read from disk)"
+		}
+		fmt.Fprintf(tw, "%s\t%s%s\n", s.App, s.Repo, agentNote)
+		if s.Current != nil {
+			fmt.Fprintf(tw, "  current\t%s\t%s\tsince %s\t%s\n", shortSHA(s.Current.SHA), s.Current.Branch,
+				s.Current.Created.Local().Format(time.DateTime), markOf(string(s.Current.Mark)))
+		} else {
+			fmt.Fprintf(tw, "  current\tnone\n")
+		}
+		for _, row := range []struct {
+			label string
+			d     *agent.Deploy
+		}{{"active", s.Active}, {"queued", s.Queued}, {"last", s.Last}} {
+			if row.d != nil {
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, shortSHA(row.d.SHA), detail(row.d))
+			}
+		}
+	}
+	return tw.Flush()
+}
+
+func markOf(m string) string {
+	if m == "" {
+		return "unmarked"
+	}
+	return m
+}
+
+// detail is the one thing worth knowing about a deploy in a table: its error, why it was
+// skipped, or how long it took.
+func detail(d *agent.Deploy) string {
+	switch {
+	case d.Error != "":
+		return oneLine(d.Error)
+	case d.Note != "":
+		return d.Note
+	case !d.Finished.IsZero() && !d.Started.IsZero():
+		return "took " + d.Finished.Sub(d.Started).Round(time.Millisecond).String()
+	}
+	return ""
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,8 @@
+// Package hooks owns GitHub webhooks: authenticating and parsing deliveries, and
+// producing GitHub-format signed push deliveries for plain git servers (post-receive).
+//
+// The agent receives deliveries with [Read], which authenticates the raw body before anything
+// parses it, and turns push payloads into a [Push] with [ParsePush]. A git server that is not
+// GitHub runs a post-receive hook that turns its input into payloads with [ParsePostReceive]
+// and [PushPayload] and delivers them with [Send], so the agent sees one format only.
+package hooks
