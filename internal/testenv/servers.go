@@ -125,6 +125,34 @@ func GitHTTP(t testing.TB, root string) string {
 // can measure what one fetch transferred (read sent before and after).
 func GitHTTPCounting(t testing.TB, root string) (url string, sent func() int64) {
 	t.Helper()
+	var n atomic.Int64
+	url = serveGitHTTP(t, root, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(&countingWriter{ResponseWriter: w, n: &n}, r)
+		})
+	})
+	return url, n.Load
+}
+
+// GitHTTPToken is GitHTTP that, like GitHub, serves only clients sending basic auth with
+// user x-access-token and the given token as password, and answers others 401.
+func GitHTTPToken(t testing.TB, root, token string) string {
+	t.Helper()
+	return serveGitHTTP(t, root, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			user, pass, ok := r.BasicAuth()
+			if !ok || user != "x-access-token" || pass != token {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "authentication required", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+}
+
+func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
 	needGit(t)
 	dir, err := execPath()
 	if err != nil {
@@ -143,10 +171,7 @@ func GitHTTPCounting(t testing.TB, root string) (url string, sent func() int64) 
 		}, gitEnvVars...),
 		Stderr: &testLogWriter{t: t},
 	}
-	var n atomic.Int64
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&countingWriter{ResponseWriter: w, n: &n}, r)
-	}))
+	srv := httptest.NewUnstartedServer(wrap(h))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("listen on 127.0.0.1: %v", err)
@@ -155,7 +180,7 @@ func GitHTTPCounting(t testing.TB, root string) (url string, sent func() int64) 
 	srv.Listener = l
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv.URL + "/", n.Load
+	return srv.URL + "/"
 }
 
 type countingWriter struct {
