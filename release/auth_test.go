@@ -82,3 +82,45 @@ func TestRemote_ssh(t *testing.T) {
 		})
 	}
 }
+
+func TestCache_Fetch_SSHDeployKey(t *testing.T) {
+	sshd := testenv.StartSSH(t)
+	root := testenv.NewRoot(t)
+	bare := testenv.NewBare(t, root, "acme/web.git", true)
+	repo := testenv.NewRepo(t)
+	repo.Write("README", "over ssh\n", 0o644)
+	sha := repo.Commit("one")
+	repo.Push(bare, "main:"+branch)
+
+	tests := []struct {
+		name       string
+		knownHosts string
+		wantErr    string
+	}{
+		{"pinned host key", sshd.KnownHostsFile, ""},
+		{"host key not the pinned one", sshd.OtherHostsFile, "key mismatch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			remote := release.Remote{URL: sshd.URL(bare.Path()), SSHKeyFile: sshd.KeyFile, KnownHostsFile: tt.knownHosts}
+			c, err := release.OpenCache(filepath.Join(t.TempDir(), "cache.git"), remote)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tip, err := c.Tip(t.Context(), branch)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || tip != sha {
+				t.Fatalf("tip: got %s, %v; want %s", tip, err, sha)
+			}
+			res, err := c.Fetch(t.Context(), sha, branch)
+			if err != nil || res.Fallback {
+				t.Fatalf("fetch: got %+v, %v; want a fetch by sha", res, err)
+			}
+		})
+	}
+}
