@@ -23,11 +23,7 @@ func newHistoryCmd() *cobra.Command {
 		Short: "List an app's deploys, or show one with its log",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			b, done, err := connect(cmd.Context(), cfg)
+			b, _, done, err := connect(cmd.Context(), configPath)
 			if err != nil {
 				return err
 			}

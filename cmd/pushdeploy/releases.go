@@ -147,15 +147,15 @@ func newReleasesGCCmd() *cobra.Command {
 		Short: "Remove releases beyond keep_releases (never current nor the previous good one) and unused objects",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, ac, err := appConfig(configPath, args[0])
-			if err != nil {
-				return err
-			}
-			b, done, err := connect(cmd.Context(), cfg)
+			b, cfg, done, err := connect(cmd.Context(), configPath)
 			if err != nil {
 				return err
 			}
 			defer done()
+			ac, ok := cfg.Apps[args[0]]
+			if !ok {
+				return fmt.Errorf("app %q is not in %s", args[0], configPath)
+			}
 			res, err := b.GC(cmd.Context(), args[0])
 			if err != nil {
 				return err

@@ -63,17 +63,21 @@ type backend interface {
 	GC(ctx context.Context, app string) (release.GCResult, error)
 }
 
-// connect returns the running agent if it answers, else the data directory read directly.
-func connect(ctx context.Context, cfg *agent.Config) (backend, func(), error) {
+// connect loads the config and returns the running agent if it answers, else the data
+// directory read directly; done releases what it opened.
+func connect(ctx context.Context, configPath string) (b backend, cfg *agent.Config, done func(), err error) {
+	if cfg, err = loadConfig(configPath); err != nil {
+		return nil, nil, nil, err
+	}
 	c := agent.NewClient(cfg.AdminSocket)
 	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, agent.ErrAgentDown) {
-		return c, func() {}, nil
+		return c, cfg, func() {}, nil
 	}
 	l, err := agent.OpenLocal(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("agent not running, and %w", err)
+		return nil, nil, nil, fmt.Errorf("agent not running, and %w", err)
 	}
-	return l, func() { l.Close() }, nil
+	return l, cfg, func() { l.Close() }, nil
 }
 
 func shortSHA(s string) string {

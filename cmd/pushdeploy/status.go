@@ -20,11 +20,7 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show each app's live release and its deploys under way",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(configPath)
-			if err != nil {
-				return err
-			}
-			b, done, err := connect(cmd.Context(), cfg)
+			b, _, done, err := connect(cmd.Context(), configPath)
 			if err != nil {
 				return err
 			}
