@@ -74,6 +74,7 @@ var ErrNotFound = errors.New("not found")
 // that was answered.
 type State struct {
 	db            *bolt.DB
+	commits       *groupCommit
 	historyLimit  int
 	deliveryLimit int
 }
@@ -90,7 +91,7 @@ func OpenState(path string, readOnly bool, historyLimit int) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	s := &State{db: db, historyLimit: historyLimit, deliveryLimit: DefaultDeliveryLimit}
+	s := &State{db: db, commits: &groupCommit{db: db}, historyLimit: historyLimit, deliveryLimit: DefaultDeliveryLimit}
 	if !readOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketDeploys, bucketDeliveries, bucketDelivSeq} {
@@ -161,9 +162,13 @@ func (s *State) Save(d *Deploy) error {
 // Accept records a delivery and, when d is not nil, the deploy it queues, in one transaction:
 // a delivery is never remembered without its deploy nor the other way round. It returns
 // false without writing anything when the delivery was seen before.
+//
+// Concurrent deliveries share one transaction and one fsync (groupCommit), which is what
+// lets a host answer a burst of webhooks quickly while still syncing each before answering.
 func (s *State) Accept(app, delivery string, d *Deploy) (fresh bool, err error) {
 	key := []byte(app + "/" + delivery)
-	err = s.db.Update(func(tx *bolt.Tx) error {
+	err = s.commits.Update(func(tx *bolt.Tx) error {
+		fresh = false // may run more than once
 		seen := tx.Bucket(bucketDeliveries)
 		if seen.Get(key) != nil {
 			return nil
