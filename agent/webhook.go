@@ -102,7 +102,7 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 			return refuse(http.StatusInternalServerError, "%v", err)
 		}
 		if !fresh {
-			return http.StatusOK, answer{Status: "duplicate", Reason: "delivery " + delivery.ID + " was already answered"}
+			return duplicate(delivery.ID)
 		}
 		return http.StatusOK, answer{Status: "ignored", Reason: reason}
 	}
@@ -123,10 +123,15 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 		return refuse(http.StatusInternalServerError, "%v", err)
 	}
 	if !fresh {
-		return http.StatusOK, answer{Status: "duplicate", Reason: "delivery " + delivery.ID + " was already answered"}
+		return duplicate(delivery.ID)
 	}
 	a.enqueue(ap, d)
 	return http.StatusAccepted, answer{Status: "queued", Deploy: d.ID}
+}
+
+// duplicate answers a delivery already answered: GitHub redelivers with the same id.
+func duplicate(id string) (int, answer) {
+	return http.StatusOK, answer{Status: "duplicate", Reason: "delivery " + id + " was already answered"}
 }
 
 // ignore says why a push is not for this host, or "" when it must be deployed.

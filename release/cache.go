@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/memory"
 )
 
@@ -63,8 +64,10 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 	return &Cache{dir: dir, remote: remote, repo: repo}, nil
 }
 
-func (c *Cache) newRemote() *git.Remote {
-	return git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
+// newRemote is the configured remote bound to storage: the cache's own for fetches, so
+// fetched objects land there, or a throwaway one for listing refs.
+func (c *Cache) newRemote(s storage.Storer) *git.Remote {
+	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
 }
 
 // Tip asks the remote which commit refs/heads/<branch> points at now. The agent calls it
@@ -77,7 +80,7 @@ func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	refs, err := c.newRemote().ListContext(ctx, &git.ListOptions{Auth: auth})
+	refs, err := c.newRemote(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil // its last branch was deleted
 	}
@@ -149,16 +152,11 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 }
 
 func (c *Cache) fetch(ctx context.Context, opts *git.FetchOptions) error {
-	err := c.newRemoteOn().FetchContext(ctx, opts)
+	err := c.newRemote(c.repo.Storer).FetchContext(ctx, opts)
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
 	}
 	return err
-}
-
-// newRemoteOn is a remote bound to the cache's own storage, so fetched objects land there.
-func (c *Cache) newRemoteOn() *git.Remote {
-	return git.NewRemote(c.repo.Storer, &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
 }
 
 // pin keeps a ref on every fetched commit: the refs are what the next fetch offers as haves.
