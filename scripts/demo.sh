@@ -4,6 +4,9 @@
 # 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for tool in git curl; do
+  command -v "$tool" >/dev/null || { echo "make demo needs $tool (Debian: apt-get install $tool)"; exit 1; }
+done
 bin=$PWD/bin/pushdeploy
 work=$(mktemp -d /tmp/pushdeploy-demo.XXXXXX)
 agent_pid=""
@@ -21,26 +24,16 @@ run() { printf '    $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 git_() { git -c user.name=Demo -c user.email=demo@example.invalid -c init.defaultBranch=main "$@"; }
 
-step "1. A sample app: a tiny HTTP server with a health endpoint"
+step "1. A sample app: a tiny HTTP server with a health endpoint, built once"
 mkdir -p "$work/hello/bin"
-cat > "$work/hello/bin/server" <<'PY'
-#!/usr/bin/env python3
-"""hello: answers / with its version and /health with ok."""
-import http.server, os, pathlib
-VERSION = (pathlib.Path(__file__).resolve().parent.parent / "VERSION").read_text().strip()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"ok\n" if self.path == "/health" else f"hello from version {VERSION}\n".encode()
-        self.send_response(200); self.end_headers(); self.wfile.write(body)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8080"))), H).serve_forever()
-PY
-chmod +x "$work/hello/bin/server"
+CGO_ENABLED=0 go build -trimpath -o "$work/hello/bin/hello" ./scripts/demo/hello
 echo "1" > "$work/hello/VERSION"
-ln -s bin/server "$work/hello/start"
+ln -s bin/hello "$work/hello/start"
 git_ -C "$work/hello" init -q
 git_ -C "$work/hello" add -A
 git_ -C "$work/hello" commit -qm "hello, version 1"
-say "repo $work/hello: bin/server (executable), VERSION, start -> bin/server (symlink)"
+say "repo $work/hello: bin/hello (the built artifact), VERSION, start -> bin/hello (symlink)"
+say "(deploys ship what was built and tested; nothing is built on the host)"
 
 step "2. A bare \"origin\" whose post-receive hook sends signed GitHub-format webhooks"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/secret"
@@ -83,7 +76,7 @@ run curl -s "http://127.0.0.1:$port/healthz"
 # wait_deploy waits for the newest deploy of hello to finish and prints its status.
 wait_deploy() {
   for _ in $(seq 300); do
-    st=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | jq -r '.[0].status // empty')
+    st=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"status": "\([a-z-]*\)".*/\1/p')
     case "$st" in succeeded|failed|stale|superseded) echo "$st"; return;; esac
     sleep 0.1
   done
@@ -109,12 +102,12 @@ git_ -C "$work/hello" commit -qam "hello, version 2"
 git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
 say "deploy: $(wait_deploy)"
 run "$bin" history hello --config "$work/agent.yaml"
-id=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | jq -r '.[0].id')
+id=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
 run "$bin" history hello "$id" --config "$work/agent.yaml"
 run cat "$work/data/apps/hello/current/VERSION"
 run "$bin" releases list hello --config "$work/agent.yaml"
 say "unchanged files are the same inode in both releases (one object on disk):"
-run stat -c '%i %h %n' "$work"/data/apps/hello/releases/*/bin/server
+run stat -c '%i %h %n' "$work"/data/apps/hello/releases/*/bin/hello
 
 step "6. Proof: every file re-hashed against the git tree"
 run "$bin" releases check hello --config "$work/agent.yaml"
