@@ -24,7 +24,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
-		newReleasesCmd(), newHooksCmd())
+		newReleasesCmd(), newHooksCmd(), newUnitsCmd())
 	return root
 }
 

@@ -1,0 +1,17 @@
+// Package units owns the step from a release's service.json to systemd unit files: it reads
+// and validates the file (pushdeploy's own format, or ndm's as is), and renders one hardened
+// template unit per service, the per-instance drop-ins that differ between instances, and an
+// app target that groups every instance.
+//
+// Rendering is pure: Generate reads nothing and writes nothing, so the same Spec and Options
+// always give the same bytes, `pushdeploy units render` shows exactly what a deploy would
+// install, and the installer decides where and how files are written.
+//
+// Units name the release directory itself (releases/<sha>), never the current symlink: what a
+// unit runs is visible in `systemctl cat`, and switching current never changes a running
+// service behind systemd's back.
+//
+// Every value that reaches a unit file is escaped for the directive it lands in (specifiers,
+// variables, quotes, backslashes); a value systemd cannot express, such as a newline in an
+// environment value, is a validation error that names the field, never a broken unit.
+package units
