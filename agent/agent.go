@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/release"
@@ -38,6 +39,9 @@ type Agent struct {
 	apps    map[string]*app
 	metrics *metrics
 	ids     deployIDs
+
+	sdMu sync.Mutex
+	sd   *sddbus.Conn // opened by the first deploy that starts services
 
 	web, admin     *http.Server
 	webLn, adminLn net.Listener
@@ -222,6 +226,10 @@ func (a *Agent) close() {
 	if a.state != nil {
 		a.state.Close()
 		a.state = nil
+	}
+	if a.sd != nil {
+		a.sd.Close()
+		a.sd = nil
 	}
 }
 

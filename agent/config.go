@@ -37,7 +37,25 @@ type Config struct {
 	Environments []string              `yaml:"environments"`
 	AdminSocket  string                `yaml:"admin_socket"`
 	HistoryLimit int                   `yaml:"history_limit"`
+	Systemd      SystemdConfig         `yaml:"systemd"`
 	Apps         map[string]*AppConfig `yaml:"apps"`
+}
+
+// SystemdConfig says which systemd manager runs the apps' services.
+type SystemdConfig struct {
+	Scope      string        `yaml:"scope"`       // system (default) or user
+	UnitDir    string        `yaml:"unit_dir"`    // default /etc/systemd/system, or the user's unit dir
+	Bus        string        `yaml:"bus"`         // D-Bus address; default the system bus, or the user's session bus
+	JournalDir string        `yaml:"journal_dir"` // journal files to read failures from; default the host's journal
+	Settle     time.Duration `yaml:"settle"`      // how long a started instance must stay active (default 1s)
+}
+
+// Env is what the configuration's defaults depend on; only the CLI reads the environment.
+type Env struct {
+	Hostname   string
+	UID        int
+	ConfigHome string // $XDG_CONFIG_HOME, or $HOME/.config
+	SessionBus string // $DBUS_SESSION_BUS_ADDRESS
 }
 
 // AppConfig is one app the agent deploys.
@@ -81,12 +99,12 @@ func (a *Argv) UnmarshalYAML(n *yaml.Node) error {
 
 // LoadConfig reads the configuration file at path, fills in defaults and validates it; an
 // error names the field and what was expected.
-func LoadConfig(path string, hostname string) (*Config, error) {
+func LoadConfig(path string, env Env) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	cfg, err := ParseConfig(data, hostname)
+	cfg, err := ParseConfig(data, env)
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -95,21 +113,21 @@ func LoadConfig(path string, hostname string) (*Config, error) {
 
 // ParseConfig decodes, defaults and validates a configuration document. Unknown fields are
 // errors: a misspelt setting must not be silently ignored.
-func ParseConfig(data []byte, hostname string) (*Config, error) {
+func ParseConfig(data []byte, env Env) (*Config, error) {
 	var cfg Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
-	cfg.setDefaults(hostname)
+	cfg.setDefaults(env)
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
 }
 
-func (c *Config) setDefaults(hostname string) {
+func (c *Config) setDefaults(env Env) {
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}
@@ -117,7 +135,27 @@ func (c *Config) setDefaults(hostname string) {
 		c.DataDir = DefaultDataDir
 	}
 	if c.Host == "" {
-		c.Host = hostname
+		c.Host = env.Hostname
+	}
+	sd := &c.Systemd
+	if sd.Scope == "" {
+		sd.Scope = "system"
+	}
+	if sd.Settle == 0 {
+		sd.Settle = time.Second
+	}
+	switch {
+	case sd.UnitDir != "":
+	case sd.Scope == "system":
+		sd.UnitDir = "/etc/systemd/system"
+	case env.ConfigHome != "":
+		sd.UnitDir = filepath.Join(env.ConfigHome, "systemd", "user")
+	}
+	if sd.Bus == "" && sd.Scope == "user" {
+		sd.Bus = env.SessionBus
+		if sd.Bus == "" {
+			sd.Bus = fmt.Sprintf("unix:path=/run/user/%d/bus", env.UID)
+		}
 	}
 	if c.AdminSocket == "" {
 		c.AdminSocket = filepath.Join(c.DataDir, "run", "admin.sock")
@@ -173,6 +211,17 @@ func (c *Config) validate() error {
 		if !envRE.MatchString(e) {
 			bad(fmt.Sprintf("environments[%d]", i), "want letters, digits, '.', '_' or '-', got %q", e)
 		}
+	}
+	switch c.Systemd.Scope {
+	case "system", "user":
+	default:
+		bad("systemd.scope", "want system or user, got %q", c.Systemd.Scope)
+	}
+	if !filepath.IsAbs(c.Systemd.UnitDir) {
+		bad("systemd.unit_dir", "must be an absolute path, got %q", c.Systemd.UnitDir)
+	}
+	if c.Systemd.Settle < 0 {
+		bad("systemd.settle", "must be positive, got %s", c.Systemd.Settle)
 	}
 	if c.HistoryLimit < 1 {
 		bad("history_limit", "must be at least 1, got %d", c.HistoryLimit)

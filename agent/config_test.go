@@ -40,7 +40,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(tt.doc), "host-1")
+			cfg, err := ParseConfig([]byte(tt.doc), Env{Hostname: "host-1"})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)

@@ -130,6 +130,10 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 			return err
 		}
 	}
+	set(StatusStarting)
+	if err := a.startServices(ctx, d, rel, log); err != nil {
+		return err
+	}
 	if _, err := a.store.Activate(d.App, d.SHA); err != nil {
 		return err
 	}

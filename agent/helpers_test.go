@@ -58,7 +58,7 @@ func newFixture(t *testing.T, edit func(*Config)) *fixture {
 	if edit != nil {
 		edit(cfg)
 	}
-	cfg.setDefaults("test-host")
+	cfg.setDefaults(Env{Hostname: "test-host"})
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}

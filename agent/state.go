@@ -25,6 +25,7 @@ const (
 	StatusFetching   Status = "fetching"
 	StatusReleasing  Status = "releasing"
 	StatusScript     Status = "running-script"
+	StatusStarting   Status = "starting" // installing units, starting or restarting instances
 	StatusSucceeded  Status = "succeeded"
 	StatusFailed     Status = "failed"
 	StatusSuperseded Status = "superseded"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -34,8 +35,14 @@ func configFlag(cmd *cobra.Command, path *string) {
 }
 
 func loadConfig(path string) (*agent.Config, error) {
-	host, _ := os.Hostname()
-	return agent.LoadConfig(path, host)
+	env := agent.Env{UID: os.Getuid(), SessionBus: os.Getenv("DBUS_SESSION_BUS_ADDRESS")}
+	env.Hostname, _ = os.Hostname()
+	if env.ConfigHome = os.Getenv("XDG_CONFIG_HOME"); env.ConfigHome == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			env.ConfigHome = filepath.Join(home, ".config")
+		}
+	}
+	return agent.LoadConfig(path, env)
 }
 
 // logOutput picks JSON for machines and a readable console format on a terminal.

@@ -1,0 +1,174 @@
+package agent
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testenv"
+)
+
+var (
+	helloOnce sync.Once
+	helloBin  []byte
+	helloErr  error
+)
+
+// helloBinary builds the demo's sample HTTP server once: a static binary a release can run
+// under the hardened units, as a real app would ship.
+func helloBinary(t *testing.T) string {
+	t.Helper()
+	helloOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "hello-bin-")
+		if err != nil {
+			helloErr = err
+			return
+		}
+		defer os.RemoveAll(dir)
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "hello"), "../scripts/demo/hello")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			helloErr = fmt.Errorf("build hello: %v\n%s", err, out)
+			return
+		}
+		helloBin, helloErr = os.ReadFile(filepath.Join(dir, "hello"))
+	})
+	if helloErr != nil {
+		t.Fatal(helloErr)
+	}
+	return string(helloBin)
+}
+
+// dataDirOutsideTmp is a data directory the services can see: PrivateTmp hides /tmp.
+func dataDirOutsideTmp(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
+	if err != nil {
+		t.Skipf("no data dir outside /tmp: %v", err)
+	}
+	os.Chmod(dir, 0o755)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// freePorts finds n consecutive free ports on 127.0.0.1.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for base := 21000 + os.Getpid()%2000*8; base < 60000; base += n {
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports")
+	return 0
+}
+
+func get(url string) string {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b))
+}
+
+func TestAgent_services(t *testing.T) {
+	sd := testenv.StartSystemd(t)
+	hello := helloBinary(t)
+	port := freePorts(t, 4)
+	f := newFixture(t, func(c *Config) {
+		c.DataDir = dataDirOutsideTmp(t)
+		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
+			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 500 * time.Millisecond}
+	})
+	deploy := func(version, command string) *Deploy {
+		t.Helper()
+		f.repo.Write("VERSION", version+"\n", 0o644)
+		f.repo.Write("bin/hello", hello, 0o755)
+		f.repo.Write("bin/crash", "#!/bin/sh\necho boom: version "+version+" cannot start >&2\nsleep 0.3\nexit 3\n", 0o755)
+		f.repo.Write("service.json", fmt.Sprintf(`{"services": {"web": {"command": %s, "instances": 4, "port": %d}}}`, command, port), 0o644)
+		sha := f.repo.Commit("version " + version)
+		f.push("deploy-production")
+		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
+		if r.Code != 202 {
+			t.Fatalf("version %s: got %d %s", version, r.Code, r.Error)
+		}
+		return f.wait(r.Deploy)
+	}
+	answers := func(want string) {
+		t.Helper()
+		for i := 0; i < 4; i++ {
+			if got := get(fmt.Sprintf("http://127.0.0.1:%d/", port+i)); got != want {
+				t.Errorf("instance %d: got %q, want %q", i+1, got, want)
+			}
+		}
+	}
+
+	for _, v := range []string{"1", "2"} {
+		d := deploy(v, `["bin/hello"]`)
+		if d.Status != StatusSucceeded {
+			t.Fatalf("version %s: got %s (%s), want succeeded", v, d.Status, d.Error)
+		}
+		answers("hello from version " + v)
+		logTimings(t, f, d)
+	}
+	unit := sd.Systemctl(t, "cat", "pushdeploy-web-web@1.service")
+	if cur := f.current(); !strings.Contains(unit, "releases/"+cur) || strings.Contains(unit, "/current") {
+		t.Errorf("unit does not name its release %.12s explicitly:\n%s", cur, unit)
+	}
+
+	good := f.current()
+	d := deploy("3", `["bin/crash"]`)
+	if d.Status != StatusFailed || !strings.Contains(d.Error, "boom: version 3 cannot start") {
+		t.Fatalf("crashing release: got %s (%q), want failed with the unit's output", d.Status, d.Error)
+	}
+	if got := f.current(); got != good {
+		t.Errorf("current: got %.12s, want %.12s kept", got, good)
+	}
+	answers("hello from version 2")
+}
+
+// logTimings reports, from the deploy's own log, how long the agent took before starting
+// services and how long the starts took.
+func logTimings(t *testing.T, f *fixture, d *Deploy) {
+	data, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	var starting, running string
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.Contains(line, `"status":"starting"`):
+			starting = line
+		case strings.Contains(line, `"message":"services running"`):
+			running = line
+		}
+	}
+	ts := func(line string) time.Time {
+		i := strings.Index(line, `"time":"`)
+		if i < 0 {
+			return time.Time{}
+		}
+		tm, _ := time.Parse("2006-01-02T15:04:05.000Z07:00", line[i+8:i+8+24])
+		return tm
+	}
+	t.Logf("deploy %s: queued→starting %v, starting→4 instances active %v, total %v",
+		d.ID, ts(starting).Sub(d.Queued).Round(time.Millisecond), ts(running).Sub(ts(starting)).Round(time.Millisecond),
+		d.Finished.Sub(d.Queued).Round(time.Millisecond))
+}

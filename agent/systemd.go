@@ -1,0 +1,156 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
+	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/units"
+)
+
+// systemd returns the connection to the configured manager, opened at the first deploy that
+// needs it: an agent whose apps ship no service.json never needs a manager.
+func (a *Agent) systemd(ctx context.Context) (*sddbus.Conn, error) {
+	a.sdMu.Lock()
+	defer a.sdMu.Unlock()
+	if a.sd != nil {
+		return a.sd, nil
+	}
+	cfg := a.cfg.Systemd
+	var conn *sddbus.Conn
+	var err error
+	switch {
+	case cfg.Bus != "":
+		conn, err = sddbus.NewConnection(func() (*dbus.Conn, error) { return dialBus(cfg.Bus) })
+	default:
+		conn, err = sddbus.NewSystemConnectionContext(ctx)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("connect to the systemd %s manager: %w", cfg.Scope, err)
+	}
+	a.sd = conn
+	return conn, nil
+}
+
+// dialBus connects to a D-Bus address as the agent's own user.
+func dialBus(addr string) (*dbus.Conn, error) {
+	c, err := dbus.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("authenticate to %s: %w", addr, err)
+	}
+	if err := c.Hello(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("hello to %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// journal reads a unit's last output lines with journalctl, for error messages.
+func (a *Agent) journal(ctx context.Context, unit string, n int) []string {
+	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n)}
+	if a.cfg.Systemd.JournalDir != "" {
+		args = append(args, "-D", a.cfg.Systemd.JournalDir)
+	}
+	if a.cfg.Systemd.Scope == "user" {
+		args = append(args, "--user-unit", unit)
+		if a.cfg.Systemd.JournalDir == "" {
+			args = append(args, "--user")
+		}
+	} else {
+		args = append(args, "-u", unit)
+	}
+	out, err := exec.CommandContext(ctx, "journalctl", args...).Output()
+	if err != nil {
+		return nil
+	}
+	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+}
+
+func installedPath(dataDir, app string) string {
+	return filepath.Join(dataDir, "apps", app, "units.json")
+}
+
+func (a *Agent) loadInstalled(app string) (*units.Installed, error) {
+	data, err := os.ReadFile(installedPath(a.cfg.DataDir, app))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read installed units of %s: %w", app, err)
+	}
+	var in units.Installed
+	if err := json.Unmarshal(data, &in); err != nil {
+		return nil, fmt.Errorf("read installed units of %s: %w", app, err)
+	}
+	return &in, nil
+}
+
+func (a *Agent) saveInstalled(app string, in *units.Installed) error {
+	data, err := json.MarshalIndent(in, "", "  ")
+	if err != nil {
+		return fmt.Errorf("record installed units of %s: %w", app, err)
+	}
+	return atomicfile.Write(installedPath(a.cfg.DataDir, app), data, 0o644)
+}
+
+// startServices installs the release's units and starts or restarts its instances. A
+// release without service.json runs nothing: its files are the deploy. On failure the
+// installer has already put the previous release's units back and restarted them.
+func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, log zerolog.Logger) error {
+	spec, err := units.Load(rel.Dir)
+	if errors.Is(err, units.ErrNoServiceFile) {
+		log.Info().Msg("no service.json: nothing to start")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	files, err := units.Generate(spec, units.Options{App: d.App, SHA: d.SHA, ReleaseDir: rel.Dir, User: a.cfg.Systemd.Scope == "user"})
+	if err != nil {
+		return err
+	}
+	conn, err := a.systemd(ctx)
+	if err != nil {
+		return err
+	}
+	prev, err := a.loadInstalled(d.App)
+	if err != nil {
+		return err
+	}
+	in := &units.Installer{
+		Dir:     a.cfg.Systemd.UnitDir,
+		Conn:    conn,
+		Journal: a.journal,
+		Settle:  a.cfg.Systemd.Settle,
+		Log: func(msg string, kv ...any) {
+			log.Info().Fields(kv).Msg(msg)
+		},
+	}
+	installed, err := in.Deploy(ctx, d.App, files, units.Instances(spec, d.App), units.TargetName(d.App), prev)
+	if installed != nil {
+		if serr := a.saveInstalled(d.App, installed); serr != nil && err == nil {
+			err = serr
+		}
+	}
+	if err != nil {
+		return err
+	}
+	log.Info().Strs("instances", installed.Instances).Msg("services running")
+	return nil
+}
