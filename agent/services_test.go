@@ -145,6 +145,20 @@ func TestAgent_services(t *testing.T) {
 		t.Errorf("current: got %.12s, want %.12s kept", got, good)
 	}
 	answers("hello from version 2")
+
+	// A release without service.json runs nothing: the previous services must stop.
+	f.repo.Remove("service.json")
+	sha := f.repo.Commit("no services")
+	f.push("deploy-production")
+	if d := f.wait(f.deliver("refs/heads/deploy-production", good, sha).Deploy); d.Status != StatusSucceeded {
+		t.Fatalf("release without service.json: got %s (%s)", d.Status, d.Error)
+	}
+	if got := get(fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.HasPrefix(got, "error") {
+		t.Errorf("instance 1 still answers %q after its service was dropped", got)
+	}
+	if ents, _ := os.ReadDir(sd.UnitDir); len(ents) != 0 {
+		t.Errorf("unit dir still has %d entries", len(ents))
+	}
 }
 
 // logTimings reports, from the deploy's own log, how long the agent took before starting

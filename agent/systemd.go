@@ -113,10 +113,26 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 // release without service.json runs nothing: its files are the deploy. On failure the
 // installer has already put the previous release's units back and restarted them.
 func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, log zerolog.Logger) error {
+	prev, err := a.loadInstalled(d.App)
+	if err != nil {
+		return err
+	}
 	spec, err := units.Load(rel.Dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
-		log.Info().Msg("no service.json: nothing to start")
-		return nil
+		if prev == nil {
+			log.Info().Msg("no service.json: nothing to start")
+			return nil
+		}
+		// The release no longer runs services: the previous release's must not go on.
+		in, err := a.installer(ctx, log)
+		if err != nil {
+			return err
+		}
+		if err := in.Remove(ctx, prev); err != nil {
+			return err
+		}
+		log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
+		return os.Remove(installedPath(a.cfg.DataDir, d.App))
 	}
 	if err != nil {
 		return err
@@ -125,22 +141,9 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	if err != nil {
 		return err
 	}
-	conn, err := a.systemd(ctx)
+	in, err := a.installer(ctx, log)
 	if err != nil {
 		return err
-	}
-	prev, err := a.loadInstalled(d.App)
-	if err != nil {
-		return err
-	}
-	in := &units.Installer{
-		Dir:     a.cfg.Systemd.UnitDir,
-		Conn:    conn,
-		Journal: a.journal,
-		Settle:  a.cfg.Systemd.Settle,
-		Log: func(msg string, kv ...any) {
-			log.Info().Fields(kv).Msg(msg)
-		},
 	}
 	installed, err := in.Deploy(ctx, d.App, files, units.Instances(spec, d.App), units.TargetName(d.App), prev)
 	if installed != nil {
@@ -153,4 +156,21 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	}
 	log.Info().Strs("instances", installed.Instances).Msg("services running")
 	return nil
+}
+
+// installer drives the configured systemd manager for one deploy.
+func (a *Agent) installer(ctx context.Context, log zerolog.Logger) (*units.Installer, error) {
+	conn, err := a.systemd(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &units.Installer{
+		Dir:     a.cfg.Systemd.UnitDir,
+		Conn:    conn,
+		Journal: a.journal,
+		Settle:  a.cfg.Systemd.Settle,
+		Log: func(msg string, kv ...any) {
+			log.Info().Fields(kv).Msg(msg)
+		},
+	}, nil
 }
