@@ -1,38 +1,176 @@
 #!/usr/bin/env bash
-# make demo: a local `git push origin main:deploy-production` deploys a sample app.
-# Everything lives in a temporary directory and is removed at the end; the agent listens on
-# 127.0.0.1 only.
+# make demo: a local `git push origin main:deploy-production` deploys a sample app, which then
+# runs as systemd services: two instances of a tiny HTTP server, started by the agent over
+# D-Bus. It uses your systemd user manager when one runs, otherwise a private one (as root).
+# Everything lives in one work directory and is removed at the end, units included; the agent
+# and the app listen on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in git curl; do
-  command -v "$tool" >/dev/null || { echo "make demo needs $tool (Debian: apt-get install $tool)"; exit 1; }
+for tool in git curl systemctl; do
+  command -v "$tool" >/dev/null || { echo "make demo needs $tool (Debian: apt-get install ${tool/systemctl/systemd})"; exit 1; }
 done
 bin=$PWD/bin/pushdeploy
-work=$(mktemp -d /tmp/pushdeploy-demo.XXXXXX)
-agent_pid=""
-cleanup() {
-  if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; wait "$agent_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+app=hello
 
 bold=$(tput bold 2>/dev/null || true); plain=$(tput sgr0 2>/dev/null || true)
 step() { printf '\n%s==> %s%s\n' "$bold" "$*" "$plain"; }
 say() { printf '    %s\n' "$*"; }
 run() { printf '    $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; }
+# units lists the app's units, without systemctl's legend.
+units() {
+  printf '    $ %s\n' "systemctl --user list-units 'pushdeploy-*'"
+  sc list-units 'pushdeploy-*' 2>&1 | sed '/^$/,$d; s/^/    /'
+}
+# runsc shows and runs systemctl --user against the manager the demo uses.
+runsc() { printf '    $ systemctl --user %s\n' "$*"; sc "$@" 2>&1 | sed 's/^/    /'; }
+
+# The work directory holds the data dir, hence the releases the services run from. Not under
+# /tmp or /var/tmp: units get PrivateTmp=yes, which hides those from the service, and the unit
+# generator refuses such release directories. Readable by all (755), so a service running as
+# another user (a dynamic user under a system manager) can read its release.
+if [ "$(id -u)" = 0 ]; then base=/var/lib; else base=${XDG_CACHE_HOME:-$HOME/.cache}; fi
+if [ ! -d "$base" ]; then mkdir -p "$base"; chmod 755 "$base"; fi
+work=$(mktemp -d "$base/pushdeploy-demo.XXXXXX")
+chmod 755 "$work"
+
+agent_pid=""    # the agent, once started
+manager=""      # user: the invoking user's own user manager; private: one started for the demo
+manager_pid=""  # the private manager's `go run`, while it runs
+sd_env=()       # what systemctl --user needs to reach the manager
+units_written="" # set once the agent may have written units into the user's unit directory
+
+# sc runs systemctl --user against the manager the demo uses.
+sc() { env ${sd_env[@]+"${sd_env[@]}"} systemctl --user --no-pager "$@"; }
+
+cleanup() {
+  set +e
+  if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; fi
+  if [ "$manager" = user ] && [ -n "$units_written" ]; then
+    say "stopping the app and removing the units the demo installed into $unit_dir:"
+    printf '    $ %s\n' "systemctl --user stop $app_target; systemctl --user disable $app_target"
+    sc stop "$app_target" 2>&1 | sed 's/^/    /'
+    sc disable "$app_target" 2>&1 | sed 's/^/    /'
+    for f in "$unit_dir"/pushdeploy-"$app"-* "$unit_dir"/pushdeploy-"$app".*; do
+      [ -e "$f" ] || continue
+      say "rm -r $f"; rm -rf "$f"
+    done
+    sc daemon-reload
+    sc reset-failed "pushdeploy-$app-*" 2>/dev/null
+  fi
+  if [ -n "$manager_pid" ]; then
+    say "stopping the private systemd user manager (closing its stdin): its units stop with it"
+    exec 9>&-
+    wait "$manager_pid"
+    sed 's/^/    /' "$work/manager.err" | grep -v 'running (launcher pid' || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
 git_() { git -c user.name=Demo -c user.email=demo@example.invalid -c init.defaultBranch=main "$@"; }
 
+# free_port_pair prints a port p such that p and p+1 are free on 127.0.0.1.
+free_port_pair() {
+  local p
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 10000))
+    if ! (: <"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (: <"/dev/tcp/127.0.0.1/$((p + 1))") 2>/dev/null; then
+      echo "$p"; return
+    fi
+  done
+  echo "no free port pair found" >&2; return 1
+}
+
+step "0. Which systemd manager runs the app"
+app_target=pushdeploy-$app.target
+state=""
+if [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
+  state=$(timeout 10 systemctl --user show -p SystemState --value 2>/dev/null || true)
+fi
+if [ "$state" = running ] || [ "$state" = degraded ]; then
+  manager=user
+  unit_dir=${XDG_CONFIG_HOME:-$HOME/.config}/systemd/user
+  bus=$DBUS_SESSION_BUS_ADDRESS
+  journal_dir=""
+  say "your systemd user manager runs (DBUS_SESSION_BUS_ADDRESS is set and its SystemState is"
+  say "\"$state\"): the demo uses it. Units go into $unit_dir"
+  say "and are stopped and removed again at the end."
+  existing=$(ls -d "$unit_dir"/pushdeploy-"$app"-* "$unit_dir"/pushdeploy-"$app".* 2>/dev/null || true)
+  if [ -n "$existing" ]; then
+    say "but $unit_dir already has units of an app named $app:"
+    printf '%s\n' "$existing" | sed 's/^/      /'
+    say "the demo would replace them and then remove them. Remove them first, or run the demo"
+    say "as root without your user manager: sudo env -u DBUS_SESSION_BUS_ADDRESS make demo"
+    exit 1
+  fi
+else
+  manager=private
+  if [ -z "${DBUS_SESSION_BUS_ADDRESS:-}" ]; then
+    say "no user manager of yours is reachable (DBUS_SESSION_BUS_ADDRESS is not set):"
+  else
+    say "DBUS_SESSION_BUS_ADDRESS is set, but the user manager there does not run"
+    say "(systemctl --user show -p SystemState says \"${state:-nothing}\"):"
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    say "a private user manager needs root (it mounts and creates cgroups). Run the demo as"
+    say "root (sudo make demo), or from a login session whose systemd user manager runs"
+    say "(systemctl --user status; a user without one: loginctl enable-linger \$USER)."
+    exit 1
+  fi
+  say "the demo starts a private systemd user manager, with its own D-Bus bus, journal and"
+  say "cgroup, in a mount namespace of its own (internal/usermanager; needs root)."
+  mkfifo "$work/manager.in"
+  printf '    $ %s\n' "go run ./scripts/demo/usermanager -dir $work/manager <fifo &"
+  go run ./scripts/demo/usermanager -dir "$work/manager" <"$work/manager.in" >"$work/manager.out" 2>"$work/manager.err" &
+  manager_pid=$!
+  # The demo holds the write end of its stdin: closing it (at the end, or if this script
+  # dies) makes it stop the manager and every unit.
+  exec 9>"$work/manager.in"
+  for _ in $(seq 1200); do # go run compiles it first
+    grep -q '^runtime_dir=' "$work/manager.out" && break
+    if ! kill -0 "$manager_pid" 2>/dev/null; then
+      wait "$manager_pid" || true
+      manager_pid=""
+      sed 's/^/    /' "$work/manager.err"
+      # (go run exits 1 whatever the program's status, so read what it said)
+      if grep -q 'systemd user manager unavailable' "$work/manager.err"; then
+        say "this machine cannot run a private user manager (above). Run the demo from a login"
+        say "session whose systemd user manager runs (systemctl --user status)."
+      fi
+      exit 1
+    fi
+    sleep 0.1
+  done
+  grep -q '^runtime_dir=' "$work/manager.out" || { say "the private manager did not start:"; sed 's/^/    /' "$work/manager.err"; exit 1; }
+  val() { sed -n "s/^$1=//p" "$work/manager.out"; }
+  bus=$(val bus); unit_dir=$(val unit_dir); journal_dir=$(val journal_dir); runtime_dir=$(val runtime_dir)
+  sed 's/^/    /' "$work/manager.out"
+  # systemctl reads unit files that are not loaded (templates) itself, from
+  # $XDG_CONFIG_HOME/systemd/user.
+  sd_env=("DBUS_SESSION_BUS_ADDRESS=$bus" "XDG_RUNTIME_DIR=$runtime_dir" "XDG_CONFIG_HOME=${unit_dir%/systemd/user}")
+  say "below, systemctl --user runs with the private manager's environment:"
+  say "${sd_env[*]}"
+fi
+runsc show -p SystemState -p Version
+
 step "1. A sample app: a tiny HTTP server with a health endpoint, built once"
+port=$(free_port_pair)
 mkdir -p "$work/hello/bin"
 CGO_ENABLED=0 go build -trimpath -o "$work/hello/bin/hello" ./scripts/demo/hello
 echo "1" > "$work/hello/VERSION"
 ln -s bin/hello "$work/hello/start"
+cat > "$work/hello/service.json" <<JSON
+{"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": $port, "health": {"http": "/health"}}}}
+JSON
 git_ -C "$work/hello" init -q
 git_ -C "$work/hello" add -A
 git_ -C "$work/hello" commit -qm "hello, version 1"
 say "repo $work/hello: bin/hello (the built artifact), VERSION, start -> bin/hello (symlink)"
+say "and service.json, which says what the release runs:"
+run cat "$work/hello/service.json"
+say "service web: 2 instances of bin/hello, instance n on PORT=$port+n-1, health at /health"
 say "(deploys ship what was built and tested; nothing is built on the host)"
 
 step "2. A bare \"origin\" whose post-receive hook sends signed GitHub-format webhooks"
@@ -43,84 +181,140 @@ git -C "$work/origin.git" config uploadpack.allowReachableSHA1InWant true
 say "secret: $work/secret (HMAC-SHA256; never logged)"
 
 step "3. The agent: config and start"
-cat > "$work/agent.yaml" <<YAML
+{
+  cat <<YAML
 listen: 127.0.0.1:0
 data_dir: $work/data
 host: demo-host
 environments: [production]
+systemd:
+  scope: user
+  unit_dir: $unit_dir
+  bus: $bus
+YAML
+  if [ -n "$journal_dir" ]; then echo "  journal_dir: $journal_dir"; fi
+  cat <<YAML
+  settle: 1s
 apps:
-  hello:
+  $app:
     repo: demo/hello
     remote: file://$work/origin.git
     secret_file: $work/secret
     keep_releases: 5
 YAML
+} > "$work/agent.yaml"
 sed 's/^/    /' "$work/agent.yaml"
-"$bin" agent --config "$work/agent.yaml" --log-format json >"$work/agent.log" 2>&1 &
+say "systemd: the agent installs the units into unit_dir and starts them over D-Bus at bus;"
+say "a start that fails quotes the unit's journal (journal_dir, or the user's journal)."
+"$bin" agent --config "$work/agent.yaml" --log-format json >"$work/agent.log" 2>&1 9>&- &
 agent_pid=$!
+units_written=yes
 for _ in $(seq 100); do
-  port=$(grep -o '"listen":"127.0.0.1:[0-9]*"' "$work/agent.log" | grep -o '[0-9]*"$' | tr -d '"' || true)
-  [ -n "$port" ] && break
+  aport=$(grep -o '"listen":"127.0.0.1:[0-9]*"' "$work/agent.log" | grep -o '[0-9]*"$' | tr -d '"' || true)
+  [ -n "$aport" ] && break
   kill -0 "$agent_pid" 2>/dev/null || { cat "$work/agent.log"; exit 1; }
   sleep 0.1
 done
-[ -n "$port" ] || { echo "agent did not start:"; cat "$work/agent.log"; exit 1; }
-say "agent pid $agent_pid listening on 127.0.0.1:$port"
+[ -n "$aport" ] || { echo "agent did not start:"; cat "$work/agent.log"; exit 1; }
+say "agent pid $agent_pid listening on 127.0.0.1:$aport"
 cat > "$work/origin.git/hooks/post-receive" <<HOOK
 #!/bin/sh
-exec "$bin" hooks post-receive --repo demo/hello --secret-file "$work/secret" --url http://127.0.0.1:$port/webhook/hello
+exec "$bin" hooks post-receive --repo demo/hello --secret-file "$work/secret" --url http://127.0.0.1:$aport/webhook/$app
 HOOK
 chmod +x "$work/origin.git/hooks/post-receive"
-run curl -s "http://127.0.0.1:$port/healthz"
+run curl -s "http://127.0.0.1:$aport/healthz"
 
-# wait_deploy waits for the newest deploy of hello to finish and prints its status.
+# wait_deploy waits for the newest deploy of the app to finish and prints its status.
 wait_deploy() {
-  for _ in $(seq 300); do
-    st=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"status": "\([a-z-]*\)".*/\1/p')
+  for _ in $(seq 600); do
+    st=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"status": "\([a-z-]*\)".*/\1/p')
     case "$st" in succeeded|failed|stale|superseded) echo "$st"; return;; esac
     sleep 0.1
   done
   echo "timeout"
 }
+# expect_deploy waits for the newest deploy; if its status is not $1 it shows the deploy and
+# its log, and the demo stops there.
+expect_deploy() {
+  local st id
+  st=$(wait_deploy)
+  say "deploy: $st"
+  [ "$st" = "$1" ] && return
+  id=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
+  say "expected $1; the deploy and its log:"
+  run "$bin" history "$app" "$id" --config "$work/agent.yaml"
+  exit 1
+}
+# answers curls every instance.
+answers() {
+  for i in 1 2; do
+    run curl -s "http://127.0.0.1:$((port + i - 1))/"
+  done
+}
 
 step "4. git push origin main:deploy-production"
 git_ -C "$work/hello" remote add origin "$work/origin.git"
 git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
-say "deploy: $(wait_deploy)"
+expect_deploy succeeded
+say "the agent fetched the pushed commit, laid it out as a release, wrote the units for its"
+say "service.json, started every instance (each must stay active for settle: 1s), then"
+say "switched current:"
 run "$bin" status --config "$work/agent.yaml"
 say "the release is the commit's exact tree, hard links to read-only objects:"
-run ls -l "$work/data/apps/hello/current/" "$work/data/apps/hello/current/bin"
-printf '    $ %s\n' "PORT=18080 current/start & curl 127.0.0.1:18080/"
-PORT=18080 "$work/data/apps/hello/current/start" 2>/dev/null & app=$!
-for _ in $(seq 50); do curl -sf http://127.0.0.1:18080/ >/dev/null 2>&1 && break; sleep 0.1; done
-curl -s http://127.0.0.1:18080/ | sed 's/^/    /'; kill $app; wait $app 2>/dev/null || true
-say "(service units that run it under systemd come with the next release of pushdeploy)"
+run ls -l "$work/data/apps/$app/current/" "$work/data/apps/$app/current/bin"
+say "the app runs as systemd services: a template unit, one instance per process, a target:"
+units
+say "the template names the release directory itself (never current), and is hardened:"
+unit=$(sc cat "pushdeploy-$app-web@.service" 2>&1) || { printf '%s\n' "$unit"; exit 1; }
+printf '    $ %s\n' "systemctl --user cat pushdeploy-$app-web@.service | head -n 16"
+printf '%s\n' "$unit" | sed -n '1,16p' | sed 's/^/    /'
+printf '    $ %s\n' "systemctl --user cat pushdeploy-$app-web@.service | grep -E '^(No|Private|Protect|ReadOnly)'"
+printf '%s\n' "$unit" | grep -E '^(No|Private|Protect|ReadOnly)' | sed 's/^/    /'
+say "instance n gets its PORT from a drop-in:"
+printf '    $ %s\n' "systemctl --user cat pushdeploy-$app-web@2.service | sed -n '/instance.conf/,\$p'"
+sc cat "pushdeploy-$app-web@2.service" 2>&1 | sed -n '/instance.conf/,$p' | sed 's/^/    /'
+say "every instance answers, with version 1:"
+run curl -s "http://127.0.0.1:$port/health"
+answers
 
-step "5. A second version: only the change is fetched"
+step "5. A second version: only the change is fetched, the instances restart one by one"
 echo "2" > "$work/hello/VERSION"
 git_ -C "$work/hello" commit -qam "hello, version 2"
 git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
-say "deploy: $(wait_deploy)"
-run "$bin" history hello --config "$work/agent.yaml"
-id=$("$bin" history hello --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
-run "$bin" history hello "$id" --config "$work/agent.yaml"
-run cat "$work/data/apps/hello/current/VERSION"
-run "$bin" releases list hello --config "$work/agent.yaml"
+expect_deploy succeeded
+say "both instances answer version 2:"
+answers
+say "the units now name the new release:"
+printf '    $ %s\n' "systemctl --user cat pushdeploy-$app-web@.service | grep ExecStart="
+sc cat "pushdeploy-$app-web@.service" 2>&1 | grep '^ExecStart=' | sed 's/^/    /'
+units
+run "$bin" history "$app" --config "$work/agent.yaml"
+id=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
+run "$bin" history "$app" "$id" --config "$work/agent.yaml"
+run cat "$work/data/apps/$app/current/VERSION"
+run "$bin" releases list "$app" --config "$work/agent.yaml"
 say "unchanged files are the same inode in both releases (one object on disk):"
-run stat -c '%i %h %n' "$work"/data/apps/hello/releases/*/bin/hello
+run stat -c '%i %h %n' "$work"/data/apps/"$app"/releases/*/bin/hello
 
 step "6. Proof: every file re-hashed against the git tree"
-run "$bin" releases check hello --config "$work/agent.yaml"
+run "$bin" releases check "$app" --config "$work/agent.yaml"
 
 step "7. A late webhook for version 1 is refused as stale: no rollback by accident"
 v1=$(git -C "$work/hello" rev-parse HEAD~1)
 printf '%s %s refs/heads/deploy-production\n' 0000000000000000000000000000000000000000 "$v1" |
-  (cd "$work/origin.git" && "$bin" hooks post-receive --repo demo/hello --secret-file "$work/secret" --url "http://127.0.0.1:$port/webhook/hello") | sed 's/^/    /'
-say "deploy: $(wait_deploy)"
-run "$bin" history hello --config "$work/agent.yaml" -n 1
-run cat "$work/data/apps/hello/current/VERSION"
+  (cd "$work/origin.git" && "$bin" hooks post-receive --repo demo/hello --secret-file "$work/secret" --url "http://127.0.0.1:$aport/webhook/$app") | sed 's/^/    /'
+expect_deploy stale
+run "$bin" history "$app" --config "$work/agent.yaml" -n 1
+run cat "$work/data/apps/$app/current/VERSION"
+answers
 
 step "8. Stop the agent (SIGTERM drains); state stays readable from disk"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=""
-run "$bin" status hello --config "$work/agent.yaml"
-step "Done. Removing $work"
+run "$bin" status "$app" --config "$work/agent.yaml"
+say "the services belong to systemd, not to the agent: they keep running without it:"
+answers
+
+step "Done. Cleaning up"
+trap - EXIT
+cleanup
+say "removed $work"

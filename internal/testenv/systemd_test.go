@@ -11,6 +11,8 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+
+	"github.com/pushdeploy/pushdeploy/internal/usermanager"
 )
 
 // writeUnit writes a unit file into the manager's unit directory.
@@ -102,10 +104,9 @@ func TestStartSystemd_Units(t *testing.T) {
 	if got := s.Systemctl(t, "is-active", "sleeper.service"); got != "active" {
 		t.Errorf("systemctl --user is-active = %q, want active", got)
 	}
-	main := process{PID: int(pid)}
-	main.Start, _ = processStart(main.PID)
-	if !main.alive() {
-		t.Fatalf("MainPID %d not running", pid)
+	main, err := usermanager.FindProcess(int(pid))
+	if err != nil {
+		t.Fatalf("MainPID %d not running: %v", pid, err)
 	}
 
 	if got := runJob(t, "stop", conn.StopUnitContext, "sleeper.service"); got != "done" {
@@ -114,7 +115,7 @@ func TestStartSystemd_Units(t *testing.T) {
 	if p := props(t, conn, "sleeper.service"); p["ActiveState"] != "inactive" {
 		t.Errorf("after stop: ActiveState %v, want inactive", p["ActiveState"])
 	}
-	if main.alive() {
+	if main.Alive() {
 		t.Errorf("MainPID %d still running after stop", pid)
 	}
 }
@@ -308,7 +309,7 @@ func TestStartSystemd_Cleanup(t *testing.T) {
 	_, hostErr := os.Stat("/run/systemd/system")
 	var (
 		s       *Systemd
-		procs   []process
+		procs   []usermanager.Process
 		ns      string
 		tmpDirs []string
 	)
@@ -324,19 +325,19 @@ func TestStartSystemd_Cleanup(t *testing.T) {
 		if got := runJob(t, "start", conn.StartUnitContext, "cleanup-check.service"); got != "done" {
 			t.Fatalf("start job result %q, want done", got)
 		}
-		procs = s.processes()
+		procs = s.m.Processes()
 		// launcher, journald, dbus-daemon, watcher, manager, sleep
 		if len(procs) < 6 {
 			t.Errorf("processes in the manager's cgroups: %v, want at least 6", procs)
 		}
 		var err error
-		if ns, err = os.Readlink(filepath.Join("/proc", strconv.Itoa(s.cmd.Process.Pid), "ns", "mnt")); err != nil {
+		if ns, err = os.Readlink(filepath.Join("/proc", strconv.Itoa(s.m.PID()), "ns", "mnt")); err != nil {
 			t.Fatal(err)
 		}
 		if own, _ := os.Readlink("/proc/self/ns/mnt"); own == ns {
 			t.Errorf("manager runs in the test's mount namespace %s", ns)
 		}
-		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(s.cmd.Process.Pid), "root", "run", "systemd", "system")); err != nil {
+		if _, err := os.Stat(filepath.Join("/proc", strconv.Itoa(s.m.PID()), "root", "run", "systemd", "system")); err != nil {
 			t.Errorf("/run/systemd/system in the namespace: %v", err)
 		}
 		if _, err := os.Stat("/run/systemd/system"); hostErr != nil && err == nil {
@@ -356,7 +357,7 @@ func TestStartSystemd_Cleanup(t *testing.T) {
 	}
 
 	for _, p := range procs {
-		if p.alive() {
+		if p.Alive() {
 			t.Errorf("process %d still running after cleanup", p.PID)
 		}
 	}
@@ -366,14 +367,12 @@ func TestStartSystemd_Cleanup(t *testing.T) {
 			t.Errorf("process %s still in the manager's mount namespace %s", e.Name(), ns)
 		}
 	}
-	ms, err := cgroupMounts()
+	left, err := s.m.Cgroups()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, m := range ms {
-		if _, err := os.Stat(filepath.Join(m.dir, s.cgroup)); err == nil {
-			t.Errorf("cgroup %s left in %s", s.cgroup, m.dir)
-		}
+	for _, d := range left {
+		t.Errorf("cgroup %s left", d)
 	}
 	mountinfo, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mountinfo), s.JournalDir) {
