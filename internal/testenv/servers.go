@@ -169,7 +169,7 @@ func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handle
 			"GIT_PROJECT_ROOT=" + root,
 			"GIT_HTTP_EXPORT_ALL=1",
 		}, gitEnvVars...),
-		Stderr: &testLogWriter{t: t},
+		Stderr: &testLogWriter{t: t, prefix: "git http-backend: "},
 	}
 	srv := httptest.NewUnstartedServer(wrap(h))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -202,15 +202,17 @@ func (w *countingWriter) Flush() {
 
 func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// testLogWriter sends a CGI program's stderr to the test log, line by line.
+// testLogWriter sends a program's output to the test log, line by line, each line
+// after prefix.
 type testLogWriter struct {
-	t testing.TB
+	t      testing.TB
+	prefix string
 }
 
 func (w *testLogWriter) Write(p []byte) (int, error) {
 	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
 		if line != "" {
-			w.t.Log("git http-backend: " + line)
+			w.t.Log(w.prefix + line)
 		}
 	}
 	return len(p), nil

@@ -90,7 +90,7 @@ func StartSSH(t testing.TB) *SSH {
 			"SetEnv GIT_CONFIG_NOSYSTEM=1",
 		}, "\n")+"\n")
 		cmd := exec.Command(sshd, "-D", "-e", "-f", cfg)
-		cmd.Stderr = &testLogWriter{t: t}
+		cmd.Stderr = &testLogWriter{t: t, prefix: "sshd: "}
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start sshd: %v", err)
