@@ -234,8 +234,15 @@ func (c *Config) validate() error {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, name := range names {
+	for i, name := range names {
 		field := "apps." + name
+		// Unit names are pushdeploy-<app>-<service>: apps a and a-b could both own
+		// pushdeploy-a-b-c@.service, and one app's deploy would replace the other's units.
+		for _, other := range names[:i] {
+			if strings.HasPrefix(name, other+"-") {
+				bad(field, "its unit names could collide with app %s's (pushdeploy-%s-…): rename one of them", other, other)
+			}
+		}
 		if !appNameRE.MatchString(name) {
 			bad(field, "app names are lowercase letters, digits, '-' and '_' (at most 63), got %q", name)
 			continue

@@ -36,6 +36,7 @@ func TestParseConfig(t *testing.T) {
 		{"bad environment", strings.Replace(base("    remote: https://x/y.git\n"), "[production]", "[\"pro duction\"]", 1), "environments[0]:"},
 		{"relative data dir", strings.Replace(base("    remote: https://x/y.git\n"), "data_dir: "+dir, "data_dir: data", 1), "data_dir: must be an absolute path"},
 		{"bad app name", strings.Replace(base("    remote: https://x/y.git\n"), "  web:", "  Web!:", 1), "apps.Web!:"},
+		{"colliding unit names", strings.Replace(base("    remote: https://x/y.git\n"), "apps:\n", "apps:\n  web-api:\n    repo: acme/api\n    remote: https://x/y.git\n    secret_file: "+secret+"\n", 1), "apps.web-api: its unit names could collide with app web's"},
 		{"bad branch pattern", base("    remote: https://x/y.git\n    branch: \"deploy-[\"\n"), "apps.web.branch: bad pattern"},
 	}
 	for _, tt := range tests {
