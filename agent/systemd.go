@@ -109,10 +109,12 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 	return atomicfile.Write(installedPath(a.cfg.DataDir, app), data, 0o644)
 }
 
-// startServices installs the release's units and starts or restarts its instances. A
-// release without service.json runs nothing: its files are the deploy. On failure the
-// installer has already put the previous release's units back and restarted them.
-func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, log zerolog.Logger) error {
+// startServices installs the release's units and rolls its instances over in health-checked
+// batches (service.json's rollout and health). A release without service.json runs nothing:
+// its files are the deploy. On failure the installer has already put the previous release's
+// units back, restarted and health-checked them (unless a service's auto_revert is off), and
+// the release is marked bad with the reason, unless the agent is stopping.
+func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, log zerolog.Logger) (err error) {
 	prev, err := a.loadInstalled(d.App)
 	if err != nil {
 		return err
@@ -134,6 +136,19 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 		log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
 		return os.Remove(installedPath(a.cfg.DataDir, d.App))
 	}
+	// From here on a failure is the release's, and it is marked bad, except when the agent
+	// is stopping or cannot reach the manager.
+	noManager := false
+	defer func() {
+		if err == nil || ctx.Err() != nil || noManager {
+			return
+		}
+		if merr := a.store.SetMark(d.App, d.SHA, release.Bad, err.Error()); merr != nil {
+			log.Error().Err(merr).Msg("mark release bad")
+			return
+		}
+		log.Warn().Str("sha", d.SHA).Msg("release marked bad")
+	}()
 	if err != nil {
 		return err
 	}
@@ -143,8 +158,27 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	}
 	in, err := a.installer(ctx, log)
 	if err != nil {
+		noManager = true
 		return err
 	}
+	checks, err := healthChecks(in.Conn, d.App, d.SHA, rel.Dir, spec)
+	if err != nil {
+		return err
+	}
+	batches := units.Batches(spec, d.App)
+	in.Batches = func([]string) [][]string { return batches }
+	in.Healthy = a.healthy(checks, short(d.SHA), log)
+	in.AutoRevert = autoRevert(spec, d.App)
+	if d.Previous != "" {
+		// The previous release's instances are checked the same way after a revert.
+		dir := a.store.ReleaseDir(d.App, d.Previous)
+		if pspec, err := units.Load(dir); err == nil {
+			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec); err == nil {
+				in.RevertHealthy = a.healthy(pchecks, short(d.Previous), log)
+			}
+		}
+	}
+	log.Info().Int("batches", len(batches)).Msg("rollout planned")
 	installed, err := in.Deploy(ctx, d.App, files, units.Instances(spec, d.App), units.TargetName(d.App), prev)
 	if installed != nil {
 		if serr := a.saveInstalled(d.App, installed); serr != nil && err == nil {

@@ -14,9 +14,12 @@ type GCResult struct {
 	Bytes   int64    `json:"bytes"`   // their size
 }
 
-// GC removes app's releases beyond the newest keep, then every object no release of any app
-// links to. It never removes the current release, nor the newest good release other than
-// current (the one a rollback would go to), whatever their age.
+// GC applies app's retention, then removes every object no release of any app links to.
+// keep counts the good and unmarked releases: the newest keep of them stay, so bad releases
+// never push a good one out. A bad release stays, for inspection, only while it is among the
+// newest keep releases of all; then it ages out. GC never removes the current release, nor
+// the newest good release other than current (the one a rollback would go to), whatever
+// their age.
 func (s *Store) GC(app string, keep int) (GCResult, error) {
 	var res GCResult
 	rels, err := s.List(app)
@@ -30,8 +33,13 @@ func (s *Store) GC(app string, keep int) (GCResult, error) {
 			break
 		}
 	}
+	kept := 0 // good and unmarked releases kept so far, newest first
 	for i, r := range rels {
-		if i < keep || r.Current || r.SHA == prevGood {
+		if r.Mark != Bad && kept < keep {
+			kept++
+			continue
+		}
+		if (r.Mark == Bad && i < keep) || r.Current || r.SHA == prevGood {
 			continue
 		}
 		if err := os.RemoveAll(r.Dir); err != nil {

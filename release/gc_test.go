@@ -23,8 +23,9 @@ func TestStore_GC(t *testing.T) {
 	}{
 		{"old current and old good survive", 2, 1, []int{0}, nil, []int{2}},
 		{"newest good other than current", 2, 4, []int{0, 1, 4}, nil, []int{0, 2}},
-		{"current is the only good", 2, 0, []int{0}, []int{2, 3}, []int{1, 2}},
-		{"bad releases count for nothing special", 2, 4, nil, []int{3}, []int{0, 1, 2}},
+		{"current is the only good", 2, 0, []int{0}, []int{2, 3}, []int{2}},
+		{"a bad release does not push a good one out", 2, 4, nil, []int{3}, []int{0, 1}},
+		{"a bad release ages out", 2, 4, []int{0, 1}, []int{2}, []int{0, 2}},
 		{"no current, no marks", 2, -1, nil, nil, []int{0, 1, 2}},
 		{"keep all", 5, 4, nil, nil, nil},
 		{"keep zero", 0, 3, []int{1}, nil, []int{0, 2, 4}},

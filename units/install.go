@@ -41,6 +41,26 @@ type Installer struct {
 	Settle time.Duration
 	// Log, when set, is told about each step, with data as key-value pairs.
 	Log func(msg string, kv ...any)
+
+	// Batches splits a Deploy's instances into the batches that restart together, in order:
+	// the next batch starts only once the current one has started and is healthy, so no
+	// more instances are out of rotation at once than the largest batch holds. Every
+	// instance must be in exactly one batch (Deploy refuses anything else before it writes
+	// a file). Nil restarts one instance at a time. See Batches (the function) for the
+	// batches of a service.json's rollout.
+	Batches func(instances []string) [][]string
+	// Healthy decides whether a batch of instances that have (re)started and settled on the
+	// new units is healthy; an error fails the rollout at that batch exactly as a failed
+	// start does. Nil counts every settled instance as healthy.
+	Healthy func(ctx context.Context, batch []string) error
+	// RevertHealthy health-checks a batch of instances put back on the previous units after
+	// a failure, the same way; its error is reported with the deploy's. Nil counts every
+	// settled instance as healthy.
+	RevertHealthy func(ctx context.Context, batch []string) error
+	// AutoRevert says whether a failure of batch puts the previous units back (service.json
+	// rollout.auto_revert); nil always does. When it says no, Deploy halts the rollout and
+	// leaves the failed batch, and the earlier ones, on the new units.
+	AutoRevert func(batch []string) bool
 }
 
 // Installed is what is installed for an app. The caller stores it (as JSON) between deploys
@@ -56,32 +76,47 @@ type Installed struct {
 }
 
 // Deploy installs files (from Generate) for app, replacing prev (nil on the first deploy),
-// and starts or restarts every instance, one after another in instances order. Each instance
-// counts as started when its start job is done and it then stays active, without being
-// restarted by systemd, for Settle.
+// and starts or restarts every instance, batch after batch (Installer.Batches; one at a time
+// by default). The instances of a batch restart together; each counts as started when its
+// start job is done and it then stays active, without being restarted by systemd, for
+// Settle. Once all of a batch have started, Healthy decides on the batch, and only then does
+// the next batch start.
 //
 // Outcomes:
 //   - Success: every instance runs the new units; units of services and instances that
 //     prev had and files do not are stopped and removed; the target is enabled and
 //     started. It returns what is now installed.
-//   - An instance does not start: the error is an *InstanceError naming it, its state and
-//     its last journal lines. Deploy has put prev's files back byte for byte (and removed
+//   - A batch fails, an instance does not start (the error wraps an *InstanceError naming
+//     it, its state and its last journal lines) or Healthy returns an error (wrapped): the
+//     error names the batch. Deploy has put prev's files back byte for byte (and removed
 //     files prev did not have), reloaded, restarted with the old units every instance it
-//     had touched that prev had, stopped those prev did not have, and returns prev. On a
-//     first deploy it stops what it started, removes the files and returns nil.
+//     had touched that prev had, the failed batch first and then the earlier batches in
+//     reverse order, each batch health-checked by RevertHealthy before the next, stopped
+//     those prev did not have, and returns prev. On a first deploy it stops what it
+//     started, removes the files and returns nil.
+//   - A batch fails and AutoRevert says not to revert it: the rollout halts; the files stay
+//     the new ones, the touched instances keep running the new units, the others keep
+//     their running processes, and it returns the new files with the instances of both,
+//     so the next Deploy replaces or stops every one. The error says so.
 //   - Putting prev back fails too: the error says both, and the returned Installed lists
 //     every file and instance that may still be present, so a later Deploy or Remove
-//     cleans them up.
+//     cleans them up. A reverted batch that RevertHealthy finds unhealthy is reported in
+//     the error too; it runs prev's units, so prev is returned.
 //   - The instances run but removing dropped units or enabling the target fails: the new
 //     Installed and an error.
 //
 // Cancelling ctx abandons the rollout at the next job or check, and prev is put back as on
 // a failure. Putting prev back, and the steps after the last instance has started, run
-// without ctx's cancellation, bounded by systemd's own start and stop timeouts, so a deploy
-// interrupted by a shutdown never leaves the host half-way.
+// without ctx's cancellation, bounded by systemd's own start and stop timeouts and the
+// health checks' deadlines, so a deploy interrupted by a shutdown never leaves the host
+// half-way.
 func (in *Installer) Deploy(ctx context.Context, app string, files []File, instances []string, target string, prev *Installed) (*Installed, error) {
 	next := &Installed{Files: slices.Clone(files), Instances: slices.Clone(instances), Target: target}
 	if err := check(next); err != nil {
+		return prev, fmt.Errorf("deploy units of %s: %w", app, err)
+	}
+	batches, err := in.batches(next.Instances)
+	if err != nil {
 		return prev, fmt.Errorf("deploy units of %s: %w", app, err)
 	}
 	if prev == nil {
@@ -94,15 +129,21 @@ func (in *Installer) Deploy(ctx context.Context, app string, files []File, insta
 	if err := in.install(ctx, next.Files, prev.Files); err != nil {
 		return in.revert(ctx, app, prev, next, nil, err)
 	}
-	var touched []string
-	for _, unit := range next.Instances {
+	var done [][]string // the batches (re)started so far, the current one last
+	for i, batch := range batches {
 		if err := context.Cause(ctx); err != nil {
-			return in.revert(ctx, app, prev, next, touched, fmt.Errorf("stopped before %s: %w", unit, err))
+			return in.revert(ctx, app, prev, next, done, fmt.Errorf("stopped before batch %d of %d: %w", i+1, len(batches), err))
 		}
-		touched = append(touched, unit)
-		if err := in.startInstance(ctx, unit); err != nil {
-			return in.revert(ctx, app, prev, next, touched, err)
+		done = append(done, batch)
+		in.log("batch started", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
+		if err := in.rollBatch(ctx, batch, in.Healthy); err != nil {
+			err = fmt.Errorf("batch %d of %d: %w", i+1, len(batches), err)
+			if in.AutoRevert != nil && !in.AutoRevert(batch) && ctx.Err() == nil {
+				return in.halt(app, prev, next, done, err)
+			}
+			return in.revert(ctx, app, prev, next, done, err)
 		}
+		in.log("batch healthy", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
 	}
 
 	// Every instance runs the new release: there is no going back, so the rest runs to its
@@ -164,15 +205,17 @@ func (in *Installer) Remove(ctx context.Context, prev *Installed) error {
 }
 
 // revert handles a failed deploy: it puts prev back and returns what is installed then,
-// with cause (and whatever failed while putting prev back). touched are the instances the
-// deploy started or restarted, the failed one last.
-func (in *Installer) revert(ctx context.Context, app string, prev, next *Installed, touched []string, cause error) (*Installed, error) {
+// with cause (and whatever failed while putting prev back). done are the batches the deploy
+// started or restarted, the failed one last; they are put back in reverse order.
+func (in *Installer) revert(ctx context.Context, app string, prev, next *Installed, done [][]string, cause error) (*Installed, error) {
 	ctx = context.WithoutCancel(ctx)
 	in.log("deploy failed, putting previous units back", "app", app, "error", cause.Error())
-	var errs []error
-	for _, unit := range touched {
-		if !slices.Contains(prev.Instances, unit) {
-			errs = append(errs, in.stop(ctx, unit))
+	var errs, sick []error
+	for _, batch := range done {
+		for _, unit := range batch {
+			if !slices.Contains(prev.Instances, unit) {
+				errs = append(errs, in.stop(ctx, unit))
+			}
 		}
 	}
 	if len(prev.Files) == 0 {
@@ -183,14 +226,36 @@ func (in *Installer) revert(ctx context.Context, app string, prev, next *Install
 	} else {
 		errs = append(errs, in.install(ctx, prev.Files, next.Files))
 	}
-	for _, unit := range touched {
-		if slices.Contains(prev.Instances, unit) {
-			errs = append(errs, in.startInstance(ctx, unit))
+	for _, batch := range slices.Backward(done) {
+		var back []string
+		for _, unit := range batch {
+			if slices.Contains(prev.Instances, unit) {
+				back = append(back, unit)
+			}
+		}
+		if len(back) == 0 {
+			continue
+		}
+		in.log("batch reverting", "app", app, "instances", back)
+		err := in.rollBatch(ctx, back, in.RevertHealthy)
+		var he *healthError
+		switch {
+		case errors.As(err, &he):
+			sick = append(sick, err)
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			in.log("batch reverted", "app", app, "instances", back)
 		}
 	}
 	cause = fmt.Errorf("deploy units of %s: %w", app, cause)
 	if err := errors.Join(errs...); err != nil {
-		return union(prev, next), errors.Join(cause, fmt.Errorf("put previous units of %s back: %w", app, err))
+		return union(prev, next), errors.Join(cause, fmt.Errorf("put previous units of %s back: %w", app, err), unhealthy(app, sick))
+	}
+	if err := unhealthy(app, sick); err != nil {
+		cause = errors.Join(cause, err)
+	} else if len(done) > 0 && len(prev.Files) > 0 {
+		cause = fmt.Errorf("%w; previous units put back and healthy", cause)
 	}
 	if len(prev.Files) == 0 {
 		return nil, cause

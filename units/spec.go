@@ -88,7 +88,8 @@ type Service struct {
 	Relax []string
 }
 
-// Health says how the next issue's rollout decides an instance is healthy. Exactly one of
+// Health says how a rollout decides an instance is healthy (the agent turns it into a
+// restart.Spec; see Batches and Installer.Healthy). Exactly one of
 // HTTP, TCP and Command is set.
 type Health struct {
 	HTTP    string   // a path such as "/healthz", fetched from 127.0.0.1:PORT; 2xx is healthy

@@ -1,5 +1,6 @@
 // Command hello is the sample app `make demo` deploys: it answers / with the version in the
-// VERSION file of its release and /health with ok, on 127.0.0.1:$PORT.
+// VERSION file of its release and /health with ok, on 127.0.0.1:$PORT; any other path is
+// 404, so a release whose health check asks for another path never becomes healthy.
 package main
 
 import (
@@ -28,7 +29,7 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "hello from version %s\n", version)
 	})
 	srv := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
