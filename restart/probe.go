@@ -313,12 +313,15 @@ func probeErr(ctx context.Context, what string, limit time.Duration, err error) 
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// roundLimit rounds the time a check had to how a timeout is written: 2s, not 1.999987s.
+// roundLimit writes the time a check had the way its timeout was configured: 2s, not
+// 1.999987s. It rounds up, because the check measures what was left of its timeout when it
+// started, a little less than the timeout on a busy machine.
 func roundLimit(d time.Duration) time.Duration {
+	step := 10 * time.Millisecond
 	if d >= time.Second {
-		return d.Round(10 * time.Millisecond)
+		step = 100 * time.Millisecond
 	}
-	return d.Round(time.Millisecond)
+	return (d + step - 1).Truncate(step)
 }
 
 // excerpt is the start of b, at most n bytes, as one line of valid text.
