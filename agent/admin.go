@@ -157,6 +157,14 @@ func (a *Agent) adminHandler() http.Handler {
 		res, err := l.GC(r.Context(), r.PathValue("app"))
 		reply(w, res, err)
 	})
+	mux.HandleFunc("POST /v1/apps/{app}/restart", func(w http.ResponseWriter, r *http.Request) {
+		d, err := a.Restart(r.PathValue("app"), r.URL.Query().Get("service"))
+		reply(w, d, err)
+	})
+	mux.HandleFunc("POST /v1/apps/{app}/rollback", func(w http.ResponseWriter, r *http.Request) {
+		d, err := a.Rollback(r.PathValue("app"), r.URL.Query().Get("sha"))
+		reply(w, d, err)
+	})
 	return mux
 }
 
@@ -167,6 +175,8 @@ type deployWithLog struct {
 
 func reply(w http.ResponseWriter, v any, err error) {
 	switch {
+	case errors.Is(err, ErrNothingToDo):
+		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 	case errors.Is(err, ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 	case err != nil:
@@ -246,4 +256,18 @@ func (c *Client) Deploy(ctx context.Context, app, id string) (*Deploy, []byte, e
 func (c *Client) GC(ctx context.Context, app string) (release.GCResult, error) {
 	var out release.GCResult
 	return out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/gc", &out)
+}
+
+// Restart asks the agent to queue a rolling restart of app's current release (of one
+// service when service is set) and returns the queued record; Deploy follows it.
+func (c *Client) Restart(ctx context.Context, app, service string) (*Deploy, error) {
+	var out Deploy
+	return &out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/restart?service="+url.QueryEscape(service), &out)
+}
+
+// Rollback asks the agent to queue a rollback of app to sha (a prefix), or to the previous
+// good release when sha is empty, and returns the queued record.
+func (c *Client) Rollback(ctx context.Context, app, sha string) (*Deploy, error) {
+	var out Deploy
+	return &out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/rollback?sha="+url.QueryEscape(sha), &out)
 }

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/restart"
 )
 
 // Defaults for settings the configuration file may leave out.
@@ -27,6 +28,7 @@ const (
 	DefaultScriptTimeout = 10 * time.Minute
 	DefaultHistoryLimit  = 200
 	DefaultDeliveryLimit = 10000
+	DefaultDrainTimeout  = 30 * time.Second
 )
 
 // Config is the agent's configuration file.
@@ -60,21 +62,33 @@ type Env struct {
 
 // AppConfig is one app the agent deploys.
 type AppConfig struct {
-	Repo           string        `yaml:"repo"`
-	Remote         string        `yaml:"remote"`
-	SecretFile     string        `yaml:"secret_file"`
-	AllowSHA1      bool          `yaml:"allow_sha1"`
-	Branch         string        `yaml:"branch"`
-	SSHKeyFile     string        `yaml:"ssh_key_file"`
-	KnownHostsFile string        `yaml:"known_hosts_file"`
-	TokenFile      string        `yaml:"token_file"`
-	KeepReleases   int           `yaml:"keep_releases"`
-	Script         Argv          `yaml:"script"`
-	ScriptTimeout  time.Duration `yaml:"script_timeout"`
+	Repo           string         `yaml:"repo"`
+	Remote         string         `yaml:"remote"`
+	SecretFile     string         `yaml:"secret_file"`
+	AllowSHA1      bool           `yaml:"allow_sha1"`
+	Branch         string         `yaml:"branch"`
+	SSHKeyFile     string         `yaml:"ssh_key_file"`
+	KnownHostsFile string         `yaml:"known_hosts_file"`
+	TokenFile      string         `yaml:"token_file"`
+	KeepReleases   int            `yaml:"keep_releases"`
+	Script         Argv           `yaml:"script"`
+	ScriptTimeout  time.Duration  `yaml:"script_timeout"`
+	HAProxy        *HAProxyConfig `yaml:"haproxy"`
 
 	name   string
 	secret []byte
 	token  string
+}
+
+// HAProxyConfig puts an app's instances out of haproxy's rotation around their restarts:
+// each instance is a server of Backend named by the Server template ({service}, {instance},
+// {port}; see restart.ServerName), drained (at most DrainTimeout) before it restarts and set
+// ready once it is healthy.
+type HAProxyConfig struct {
+	Socket       string        `yaml:"socket"`
+	Backend      string        `yaml:"backend"`
+	Server       string        `yaml:"server"`
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // Argv is a command given either as one path or as a list of arguments; it is exec'd as is,
@@ -177,6 +191,9 @@ func (c *Config) setDefaults(env Env) {
 		}
 		if a.ScriptTimeout == 0 {
 			a.ScriptTimeout = DefaultScriptTimeout
+		}
+		if a.HAProxy != nil && a.HAProxy.DrainTimeout == 0 {
+			a.HAProxy.DrainTimeout = DefaultDrainTimeout
 		}
 	}
 }
@@ -305,6 +322,24 @@ func (a *AppConfig) validate(field string) []error {
 	}
 	if a.ScriptTimeout < 0 {
 		bad("script_timeout", "must be positive, got %s", a.ScriptTimeout)
+	}
+	if h := a.HAProxy; h != nil {
+		if !filepath.IsAbs(h.Socket) {
+			bad("haproxy.socket", "must be the absolute path of haproxy's admin socket, got %q", h.Socket)
+		}
+		if h.Backend == "" {
+			bad("haproxy.backend", "missing: the backend that holds the app's servers")
+		} else if err := restart.CheckName(h.Backend); err != nil {
+			bad("haproxy.backend", "%v", err)
+		}
+		if h.Server == "" {
+			bad("haproxy.server", "missing: the server name template, e.g. web{instance}")
+		} else if _, err := restart.ServerName(h.Server, "web", 1, 3000); err != nil {
+			bad("haproxy.server", "%v", err)
+		}
+		if h.DrainTimeout < 0 {
+			bad("haproxy.drain_timeout", "must be positive, got %s", h.DrainTimeout)
+		}
 	}
 	return errs
 }

@@ -37,6 +37,12 @@ func TestParseConfig(t *testing.T) {
 		{"relative data dir", strings.Replace(base("    remote: https://x/y.git\n"), "data_dir: "+dir, "data_dir: data", 1), "data_dir: must be an absolute path"},
 		{"bad app name", strings.Replace(base("    remote: https://x/y.git\n"), "  web:", "  Web!:", 1), "apps.Web!:"},
 		{"colliding unit names", strings.Replace(base("    remote: https://x/y.git\n"), "apps:\n", "apps:\n  web-api:\n    repo: acme/api\n    remote: https://x/y.git\n    secret_file: "+secret+"\n", 1), "apps.web-api: its unit names could collide with app web's"},
+		{"haproxy", base("    remote: https://x/y.git\n    haproxy: {socket: /run/haproxy/admin.sock, backend: web, server: \"web{instance}\", drain_timeout: 10s}\n"), ""},
+		{"haproxy relative socket", base("    remote: https://x/y.git\n    haproxy: {socket: admin.sock, backend: web, server: \"web{instance}\"}\n"), "apps.web.haproxy.socket: must be the absolute path"},
+		{"haproxy bad backend", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: \"we b\", server: \"web{instance}\"}\n"), "apps.web.haproxy.backend:"},
+		{"haproxy no server", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web}\n"), "apps.web.haproxy.server: missing"},
+		{"haproxy bad placeholder", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{n}\"}\n"), "apps.web.haproxy.server: haproxy server name template \"web{n}\": unknown placeholder {n}"},
+		{"haproxy negative drain", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{instance}\", drain_timeout: -1s}\n"), "apps.web.haproxy.drain_timeout: must be positive"},
 		{"bad branch pattern", base("    remote: https://x/y.git\n    branch: \"deploy-[\"\n"), "apps.web.branch: bad pattern"},
 	}
 	for _, tt := range tests {

@@ -37,8 +37,16 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 		}
 		log.Info().Str("status", string(s)).Msg("deploy status")
 	}
-	log.Info().Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
-	err := a.pipeline(ctx, ap, d, set, log)
+	log.Info().Str("kind", d.Kind).Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
+	var err error
+	switch d.Kind {
+	case KindRestart:
+		err = a.restartPipeline(ctx, ap, d, set, log)
+	case KindRollback:
+		err = a.rollbackPipeline(ctx, ap, d, set, log)
+	default:
+		err = a.pipeline(ctx, ap, d, set, log)
+	}
 	d.Finished = time.Now().UTC()
 	var stale *staleError
 	switch {

@@ -31,6 +31,17 @@ func newApp(cfg *AppConfig) *app {
 // enqueue makes d the app's next deploy, superseding the one waiting, if any.
 func (a *Agent) enqueue(ap *app, d *Deploy) {
 	ap.mu.Lock()
+	if old := ap.pending; old != nil && d.Kind == KindRestart && old.Kind != KindRestart {
+		// The deploy or rollback waiting restarts every instance anyway: it stays.
+		ap.mu.Unlock()
+		d.Status = StatusSuperseded
+		d.Note = "not needed: " + old.ID + " (" + old.Kind + " " + short(old.SHA) + "), queued before it, restarts every instance"
+		d.Finished = time.Now().UTC()
+		if err := a.state.Save(d); err != nil {
+			a.log.Error().Err(err).Str("deploy", d.ID).Msg("record superseded restart")
+		}
+		return
+	}
 	if old := ap.pending; old != nil {
 		old.Status = StatusSuperseded
 		old.Note = "superseded by " + d.ID + " (" + short(d.SHA) + ")"

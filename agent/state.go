@@ -41,10 +41,19 @@ func (s Status) Final() bool {
 	return false
 }
 
-// Deploy is the durable record of one deploy.
+// The kinds of deploy: what a queued record does when it runs.
+const (
+	KindDeploy   = "deploy"   // a pushed commit: fetch, build, roll out, switch current
+	KindRestart  = "restart"  // a rolling restart of the current release, health-checked
+	KindRollback = "rollback" // a rollout to a release already on disk, then switch current
+)
+
+// Deploy is the durable record of one deploy, restart or rollback (Kind).
 type Deploy struct {
 	ID         string    `json:"id"`
 	App        string    `json:"app"`
+	Kind       string    `json:"kind,omitempty"`    // KindDeploy when empty (older records)
+	Service    string    `json:"service,omitempty"` // a restart of one service only
 	SHA        string    `json:"sha"`
 	Branch     string    `json:"branch"`
 	Delivery   string    `json:"delivery,omitempty"`

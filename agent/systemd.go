@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -169,15 +170,22 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	in.Batches = func([]string) [][]string { return batches }
 	in.Healthy = a.healthy(checks, short(d.SHA), log)
 	in.AutoRevert = autoRevert(spec, d.App)
+	specs := []*units.Spec{spec}
 	if d.Previous != "" {
 		// The previous release's instances are checked the same way after a revert.
 		dir := a.store.ReleaseDir(d.App, d.Previous)
 		if pspec, err := units.Load(dir); err == nil {
+			specs = append(specs, pspec)
 			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec); err == nil {
 				in.RevertHealthy = a.healthy(pchecks, short(d.Previous), log)
 			}
 		}
 	}
+	restore, err := a.inRotation(in, d.App, specs, log)
+	if err != nil {
+		return err
+	}
+	defer restore(ctx)
 	log.Info().Int("batches", len(batches)).Msg("rollout planned")
 	installed, err := in.Deploy(ctx, d.App, files, units.Instances(spec, d.App), units.TargetName(d.App), prev)
 	if installed != nil {
@@ -190,6 +198,80 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	}
 	log.Info().Strs("instances", installed.Instances).Msg("services running")
 	return nil
+}
+
+// restartServices restarts the installed instances of d's release (of d.Service only, when
+// set) batch after batch as its service.json's rollout says, each batch health-checked and
+// taken out of haproxy's rotation meanwhile.
+func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logger) error {
+	dir := a.store.ReleaseDir(d.App, d.SHA)
+	spec, err := units.Load(dir)
+	if errors.Is(err, units.ErrNoServiceFile) {
+		return fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
+	}
+	if err != nil {
+		return err
+	}
+	installed, err := a.loadInstalled(d.App)
+	if err != nil {
+		return err
+	}
+	if installed == nil {
+		return fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
+	}
+	var only []string
+	if d.Service != "" {
+		s, ok := spec.Services[d.Service]
+		if !ok {
+			return fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
+		}
+		for n := 1; n <= s.Instances; n++ {
+			only = append(only, units.UnitName(d.App, d.Service, n))
+		}
+	}
+	var batches [][]string
+	for _, b := range units.Batches(spec, d.App) {
+		b = slices.DeleteFunc(b, func(u string) bool {
+			return !slices.Contains(installed.Instances, u) || (only != nil && !slices.Contains(only, u))
+		})
+		if len(b) > 0 {
+			batches = append(batches, b)
+		}
+	}
+	in, err := a.installer(ctx, log)
+	if err != nil {
+		return err
+	}
+	checks, err := healthChecks(in.Conn, d.App, d.SHA, dir, spec)
+	if err != nil {
+		return err
+	}
+	in.Healthy = a.healthy(checks, short(d.SHA), log)
+	restore, err := a.inRotation(in, d.App, []*units.Spec{spec}, log)
+	if err != nil {
+		return err
+	}
+	defer restore(ctx)
+	log.Info().Int("batches", len(batches)).Str("service", d.Service).Msg("restart planned")
+	return in.Restart(ctx, d.App, batches)
+}
+
+// inRotation adds the app's haproxy drain and ready steps (apps.<app>.haproxy) to in's
+// hooks, when configured, and returns what puts every server it drained back in rotation
+// at the end, whatever the outcome.
+func (a *Agent) inRotation(in *units.Installer, app string, specs []*units.Spec, log zerolog.Logger) (func(context.Context), error) {
+	ap, ok := a.apps[app]
+	if !ok || ap.cfg.HAProxy == nil {
+		return func(context.Context) {}, nil
+	}
+	r, err := newRotation(ap.cfg.HAProxy, app, specs, log)
+	if err != nil {
+		return nil, err
+	}
+	in.BeforeBatch = r.drain
+	in.Healthy = r.healthy(in.Healthy)
+	in.RevertHealthy = r.healthy(in.RevertHealthy)
+	return r.restore, nil
 }
 
 // installer drives the configured systemd manager for one deploy.

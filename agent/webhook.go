@@ -110,6 +110,7 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 	d := &Deploy{
 		ID:       a.ids.next(now),
 		App:      name,
+		Kind:     KindDeploy,
 		SHA:      push.After,
 		Branch:   push.Branch,
 		Delivery: delivery.ID,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: a local `git push origin main:deploy-production` deploys a sample app, which then
 # runs as systemd services: two instances of a tiny HTTP server, started by the agent over
-# D-Bus. It uses your systemd user manager when one runs, otherwise a private one (as root).
+# D-Bus. A third version whose health check fails is reverted by the host on its own, and a
+# rolling restart goes through the app's queue. It uses your systemd user manager when one runs, otherwise a private one (as root).
 # Everything lives in one work directory and is removed at the end, units included; the agent
 # and the app listen on 127.0.0.1 only.
 set -euo pipefail
@@ -308,7 +309,35 @@ run "$bin" history "$app" --config "$work/agent.yaml" -n 1
 run cat "$work/data/apps/$app/current/VERSION"
 answers
 
-step "8. Stop the agent (SIGTERM drains); state stays readable from disk"
+step "8. A third version whose health check fails: the host reverts to version 2 by itself"
+echo "3" > "$work/hello/VERSION"
+cat > "$work/hello/service.json" <<JSON
+{"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": $port,
+  "health": {"http": "/nope", "interval": "200ms", "timeout": "500ms", "min_healthy_time": "500ms", "healthy_deadline": "2s"}}}}
+JSON
+git_ -C "$work/hello" commit -qam "hello, version 3: health check at /nope, which hello answers 404"
+say "version 3 checks /nope, which hello answers with 404: it never becomes healthy."
+run cat "$work/hello/service.json"
+git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
+expect_deploy failed
+say "instance 1 restarted on version 3 and failed its check; the rollout stopped there"
+say "(instance 2 was never touched), instance 1 was put back on version 2 and checked healthy"
+say "again, current stayed on version 2 and version 3 is marked bad with the reason:"
+id=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
+printf '    $ %s\n' "pushdeploy history $app $id | grep -E '^(status|error) |unhealthy|revert|marked bad'"
+"$bin" history "$app" "$id" --config "$work/agent.yaml" 2>&1 |
+  grep -E '^(status|error) |unhealthy|revert|marked bad' | cut -c1-220 | sed 's/^/    /'
+run "$bin" releases list "$app" --config "$work/agent.yaml"
+run cat "$work/data/apps/$app/current/VERSION"
+say "both instances answer version 2:"
+answers
+
+step "9. A rolling restart of the current release, health-checked, through the app's queue"
+run "$bin" restart "$app" --config "$work/agent.yaml"
+run "$bin" history "$app" --config "$work/agent.yaml" -n 3
+answers
+
+step "10. Stop the agent (SIGTERM drains); state stays readable from disk"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=""
 run "$bin" status "$app" --config "$work/agent.yaml"
 say "the services belong to systemd, not to the agent: they keep running without it:"

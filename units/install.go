@@ -61,6 +61,12 @@ type Installer struct {
 	// rollout.auto_revert); nil always does. When it says no, Deploy halts the rollout and
 	// leaves the failed batch, and the earlier ones, on the new units.
 	AutoRevert func(batch []string) bool
+	// BeforeBatch, when set, is called with a batch just before its instances (re)start, in
+	// a rollout and when a batch is put back after a failure (e.g. to take them out of a
+	// load balancer's rotation). Its error fails the batch before anything restarts; while
+	// putting previous units back it is logged and the batch restarts anyway, since the
+	// host must not stay on the failed units.
+	BeforeBatch func(ctx context.Context, batch []string) error
 }
 
 // Installed is what is installed for an app. The caller stores it (as JSON) between deploys
@@ -136,6 +142,9 @@ func (in *Installer) Deploy(ctx context.Context, app string, files []File, insta
 		}
 		done = append(done, batch)
 		in.log("batch started", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
+		if err := in.before(ctx, batch); err != nil {
+			return in.revert(ctx, app, prev, next, done[:len(done)-1], fmt.Errorf("batch %d of %d: %w", i+1, len(batches), err))
+		}
 		if err := in.rollBatch(ctx, batch, in.Healthy); err != nil {
 			err = fmt.Errorf("batch %d of %d: %w", i+1, len(batches), err)
 			if in.AutoRevert != nil && !in.AutoRevert(batch) && ctx.Err() == nil {
@@ -237,6 +246,9 @@ func (in *Installer) revert(ctx context.Context, app string, prev, next *Install
 			continue
 		}
 		in.log("batch reverting", "app", app, "instances", back)
+		if err := in.before(ctx, back); err != nil {
+			in.log("before batch failed, reverting anyway", "app", app, "instances", back, "error", err.Error())
+		}
 		err := in.rollBatch(ctx, back, in.RevertHealthy)
 		var he *healthError
 		switch {

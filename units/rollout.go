@@ -65,6 +65,17 @@ func (in *Installer) batches(instances []string) ([][]string, error) {
 	return out, nil
 }
 
+// before calls BeforeBatch, when set, for batch.
+func (in *Installer) before(ctx context.Context, batch []string) error {
+	if in.BeforeBatch == nil {
+		return nil
+	}
+	if err := in.BeforeBatch(ctx, slices.Clone(batch)); err != nil {
+		return fmt.Errorf("before restart: %w", err)
+	}
+	return nil
+}
+
 // healthError is a batch that started but that its health hook found unhealthy.
 type healthError struct{ err error }
 
@@ -118,4 +129,32 @@ func (in *Installer) halt(app string, prev, next *Installed, done [][]string, ca
 	}
 	return cur, fmt.Errorf("deploy units of %s: %w; auto_revert is off: rollout halted, not reverted: %s keep the new release's units",
 		app, cause, strings.Join(moved, ", "))
+}
+
+// Restart restarts app's instances batch after batch, with the units already installed and
+// no file written: a rolling restart of the running release. Each batch goes through
+// BeforeBatch, its restart (as in Deploy) and Healthy; the next batch starts only when the
+// current one is healthy. Every instance of batches must be installed.
+//
+// Outcomes: nil when every batch restarted and was healthy; otherwise an error naming the
+// failed batch (wrapping an *InstanceError or the health hook's error) and saying that the
+// later batches were not restarted. Nothing is put back: every instance runs the same
+// units as before. Cancelling ctx stops before the next batch.
+func (in *Installer) Restart(ctx context.Context, app string, batches [][]string) error {
+	for i, batch := range batches {
+		if err := context.Cause(ctx); err != nil {
+			return fmt.Errorf("restart units of %s: stopped before batch %d of %d: %w", app, i+1, len(batches), err)
+		}
+		in.log("batch started", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
+		err := in.before(ctx, batch)
+		if err == nil {
+			err = in.rollBatch(ctx, batch, in.Healthy)
+		}
+		if err != nil {
+			return fmt.Errorf("restart units of %s: batch %d of %d: %w; restart halted, later batches not restarted", app, i+1, len(batches), err)
+		}
+		in.log("batch healthy", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
+	}
+	in.log("units restarted", "app", app, "batches", len(batches))
+	return nil
 }

@@ -133,7 +133,15 @@ func TestInstaller_Deploy_unhealthyBatch(t *testing.T) {
 		return nil
 	})
 	h.in.RevertHealthy = reverted.hook(h, t, nil)
+	var before hookLog
+	h.in.BeforeBatch = func(_ context.Context, batch []string) error {
+		before.mu.Lock()
+		defer before.mu.Unlock()
+		before.batches = append(before.batches, batch)
+		return nil
+	}
 	got, err := h.in.Deploy(t.Context(), "shop", v2.files, v2.instances, v2.target, prev)
+	h.in.BeforeBatch = nil
 	t.Logf("deploy error: %v", err)
 	if !errors.Is(err, sick) || !strings.Contains(err.Error(), "batch 2 of 2: health check: GET /health: status 503") {
 		t.Fatalf("error: got %v, want the second batch's health check", err)
@@ -146,6 +154,9 @@ func TestInstaller_Deploy_unhealthyBatch(t *testing.T) {
 	}
 	if want := [][]string{v2.instances[2:], v2.instances[:2]}; !reflect.DeepEqual(reverted.batches, want) {
 		t.Errorf("revert health hook: got %v, want %v (the failed batch first)", reverted.batches, want)
+	}
+	if want := [][]string{v2.instances[:2], v2.instances[2:], v2.instances[2:], v2.instances[:2]}; !reflect.DeepEqual(before.batches, want) {
+		t.Errorf("before batch hook: got %v, want %v (each batch of the rollout, then of the revert)", before.batches, want)
 	}
 	h.checkState(t, "active", v1.instances...)
 	h.checkRunsFrom(t, v1.dir, v1.instances...)
@@ -190,6 +201,48 @@ func TestInstaller_Deploy_noAutoRevert(t *testing.T) {
 		}
 	}
 	checkDisk(t, h.sd.UnitDir, v2.files)
+}
+
+// TestInstaller_Restart restarts 4 installed instances two by two with no file written:
+// every instance gets a new process on the same units; a batch found unhealthy halts it.
+func TestInstaller_Restart(t *testing.T) {
+	t.Parallel()
+	h := newHost(t, testSettle)
+	v1 := h.release(t, "shop", "v1", webJSON(4), map[string]string{"bin/server": serverScript})
+	h.deploy(t, "shop", v1, nil)
+	pids := func() []uint32 {
+		var out []uint32
+		for _, u := range v1.instances {
+			out = append(out, h.props(t, u)["MainPID"].(uint32))
+		}
+		return out
+	}
+	old := pids()
+	var healthy hookLog
+	h.in.Healthy = healthy.hook(h, t, nil)
+	if err := h.in.Restart(t.Context(), "shop", pairs(v1.instances)); err != nil {
+		t.Fatal(err)
+	}
+	for i, pid := range pids() {
+		if pid == 0 || pid == old[i] {
+			t.Errorf("%s: MainPID %d before the restart, %d after, want a new process", v1.instances[i], old[i], pid)
+		}
+	}
+	if want := pairs(v1.instances); !reflect.DeepEqual(healthy.batches, want) {
+		t.Errorf("health hook: got %v, want %v", healthy.batches, want)
+	}
+	h.checkRunsFrom(t, v1.dir, v1.instances...)
+	checkDisk(t, h.sd.UnitDir, v1.files)
+
+	old = pids()
+	h.in.Healthy = func(context.Context, []string) error { return errors.New("sick") }
+	err := h.in.Restart(t.Context(), "shop", pairs(v1.instances))
+	if err == nil || !strings.Contains(err.Error(), "batch 1 of 2: health check: sick; restart halted") {
+		t.Fatalf("error: got %v, want the first batch's health check and the halt", err)
+	}
+	if now := pids(); now[2] != old[2] || now[3] != old[3] {
+		t.Errorf("second batch restarted after the first failed: MainPIDs %v, then %v", old, now)
+	}
 }
 
 func TestInstaller_Deploy_badBatches(t *testing.T) {

@@ -116,6 +116,16 @@ func (e *e2e) cli(args ...string) string {
 	return string(out)
 }
 
+// cliFails runs the CLI and returns its output, failing the test unless it exits non-zero.
+func (e *e2e) cliFails(args ...string) string {
+	e.t.Helper()
+	out, err := exec.Command(e.bin, append(args, "--config", e.config)...).CombinedOutput()
+	if err == nil {
+		e.t.Fatalf("pushdeploy %s: exited 0, want an error\n%s", strings.Join(args, " "), out)
+	}
+	return string(out)
+}
+
 type deployJSON struct {
 	ID, SHA, Status, Error string
 }
@@ -221,9 +231,26 @@ func TestE2E_pushDeploys(t *testing.T) {
 		t.Errorf("current/VERSION: got %q, %v; want 3", data, err)
 	}
 
+	// rollback goes back to the previous good release through the queue and waits for it.
+	if got := e.cli("rollback", "web"); !strings.Contains(got, "rollback of "+v2[:12]+" queued") || !strings.Contains(got, "rollback succeeded") {
+		t.Errorf("rollback: %s", got)
+	}
+	if got := e.cli("history", "web"); !strings.Contains(got, "rollback") {
+		t.Errorf("history does not list the rollback:\n%s", got)
+	}
+	if data, _ := os.ReadFile(filepath.Join(e.dir, "data", "apps", "web", "current", "VERSION")); string(data) != "2\n" {
+		t.Errorf("current/VERSION after rollback: got %q, want 2", data)
+	}
+	if got := e.cliFails("restart", "web"); !strings.Contains(got, "runs no services") {
+		t.Errorf("restart of an app without services: %s", got)
+	}
+
 	// With the agent down the CLI reads the state from disk.
 	e.kill(syscall.SIGTERM)
-	if got := e.cli("status", "web"); !strings.Contains(got, "agent not running") || !strings.Contains(got, v3[:12]) {
+	if got := e.cliFails("restart", "web"); !strings.Contains(got, "restart needs the agent running") {
+		t.Errorf("restart with the agent down: %s", got)
+	}
+	if got := e.cli("status", "web"); !strings.Contains(got, "agent not running") || !strings.Contains(got, v2[:12]) {
 		t.Errorf("status with the agent down:\n%s", got)
 	}
 	if got := e.cli("releases", "gc", "web"); !strings.Contains(got, "kept 5 newest releases") {

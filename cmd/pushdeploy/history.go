@@ -47,9 +47,9 @@ func newHistoryCmd() *cobra.Command {
 				return printJSON(out, hist)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tSTATUS\tSHA\tBRANCH\tQUEUED\tDETAIL")
+			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tSHA\tBRANCH\tQUEUED\tDETAIL")
 			for _, d := range hist {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Status, shortSHA(d.SHA), d.Branch,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kind(&d), d.Status, shortSHA(d.SHA), d.Branch,
 					d.Queued.Local().Format(time.DateTime), detail(&d))
 			}
 			return tw.Flush()
@@ -76,6 +76,8 @@ func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
 	}
 	row("deploy", d.ID)
 	row("app", d.App)
+	row("kind", kind(d))
+	row("service", d.Service)
 	row("status", string(d.Status))
 	row("sha", d.SHA)
 	row("branch", d.Branch)
@@ -109,4 +111,12 @@ func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
 		}
 	}
 	return sc.Err()
+}
+
+// kind is what the record did; records from before kinds existed are deploys.
+func kind(d *agent.Deploy) string {
+	if d.Kind == "" {
+		return agent.KindDeploy
+	}
+	return d.Kind
 }

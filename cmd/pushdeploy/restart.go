@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pushdeploy/pushdeploy/agent"
+)
+
+func newRestartCmd() *cobra.Command {
+	var configPath, service string
+	var noWait bool
+	cmd := &cobra.Command{
+		Use:   "restart APP",
+		Short: "Restart an app's current release instance by instance, health-checked (through its queue)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := liveAgent(cmd.Context(), configPath, "restart")
+			if err != nil {
+				return err
+			}
+			d, err := c.Restart(cmd.Context(), args[0], service)
+			if err != nil {
+				return err
+			}
+			return follow(cmd.Context(), cmd.OutOrStdout(), c, d, noWait)
+		},
+	}
+	configFlag(cmd, &configPath)
+	cmd.Flags().StringVar(&service, "service", "", "restart this service's instances only")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "queue it and return without waiting for the result")
+	return cmd
+}
+
+// liveAgent returns a client of the running agent: restarts and rollbacks go through its
+// deploy queues, so they need it.
+func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, error) {
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		return nil, err
+	}
+	c := agent.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, agent.ErrAgentDown) {
+		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: systemctl start pushdeploy, or pushdeploy agent)", what, cfg.AdminSocket)
+	}
+	return c, nil
+}
+
+// follow prints the queued record and, unless noWait, waits for it to end, printing each
+// status it goes through; a restart or rollback that did not succeed is an error.
+func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, noWait bool) error {
+	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, shortSHA(d.SHA), d.ID)
+	if d.Note != "" {
+		fmt.Fprintf(w, "note: %s\n", d.Note)
+	}
+	if noWait {
+		return nil
+	}
+	last := d.Status
+	for !d.Status.Final() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped waiting (%s goes on in the agent): %w", d.ID, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+		next, _, err := c.Deploy(ctx, d.App, d.ID)
+		if err != nil {
+			return err
+		}
+		d = next
+		if d.Status != last {
+			fmt.Fprintf(w, "%s %s\n", time.Now().Format("15:04:05"), d.Status)
+			last = d.Status
+		}
+	}
+	switch d.Status {
+	case agent.StatusSucceeded:
+		fmt.Fprintf(w, "%s succeeded in %s; history: pushdeploy history %s %s\n", d.Kind,
+			d.Finished.Sub(d.Started).Round(time.Millisecond), d.App, d.ID)
+		return nil
+	case agent.StatusFailed:
+		return fmt.Errorf("%s %s failed (pushdeploy history %s %s): %s", d.Kind, d.ID, d.App, d.ID, d.Error)
+	}
+	return fmt.Errorf("%s %s did not run: %s: %s", d.Kind, d.ID, d.Status, d.Note)
+}
