@@ -16,6 +16,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -39,6 +40,7 @@ type Agent struct {
 	apps    map[string]*app
 	metrics *metrics
 	ids     deployIDs
+	reports *reporter // nil when no app reports to GitHub
 
 	sdMu sync.Mutex
 	sd   *sddbus.Conn // opened by the first deploy that starts services
@@ -59,7 +61,20 @@ func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
 		metrics:       newMetrics(),
 	}
 	for name, ac := range cfg.Apps {
-		a.apps[name] = newApp(ac)
+		ap := newApp(ac)
+		if g := ac.GitHub; g != nil {
+			gh, err := hooks.NewGitHub(g.token, g.APIURL)
+			if err != nil {
+				// The configuration was validated: this cannot happen, and must not stop deploys.
+				a.log.Error().Err(err).Str("app", name).Msg("github reporting disabled")
+			} else {
+				ap.gh = gh
+				if a.reports == nil {
+					a.reports = newReporter(newLogger(out, level).Str("component", "github").Logger(), DefaultGitHubQueue)
+				}
+			}
+		}
+		a.apps[name] = ap
 	}
 	return a
 }
@@ -164,6 +179,15 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopWorkers()
 	deployCtx, cancelDeploys := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelDeploys()
+	// GitHub reports are sent by their own goroutine, so that GitHub never holds up a deploy.
+	reportsCtx, cancelReports := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReports()
+	reportsDone := make(chan struct{})
+	if a.reports != nil {
+		go func() { defer close(reportsDone); a.reports.run(reportsCtx) }()
+	} else {
+		close(reportsDone)
+	}
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
 		workers.Add(1)
@@ -210,6 +234,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn().Dur("grace", a.ShutdownGrace).Msg("interrupting deploys under way")
 		cancelDeploys()
 		<-done
+	}
+	// The deploys have reported their ends: send what is queued, within a bound.
+	if a.reports != nil {
+		a.reports.close()
+		select {
+		case <-reportsDone:
+		case <-time.After(DefaultGitHubDrain):
+			a.log.Warn().Dur("drain", DefaultGitHubDrain).Msg("dropping github reports still queued")
+			cancelReports()
+			<-reportsDone
+		}
 	}
 	a.log.Info().Msg("agent stopped")
 	return err

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -74,6 +75,7 @@ type AppConfig struct {
 	Script         Argv           `yaml:"script"`
 	ScriptTimeout  time.Duration  `yaml:"script_timeout"`
 	HAProxy        *HAProxyConfig `yaml:"haproxy"`
+	GitHub         *GitHubConfig  `yaml:"github"`
 
 	name   string
 	secret []byte
@@ -89,6 +91,19 @@ type HAProxyConfig struct {
 	Backend      string        `yaml:"backend"`
 	Server       string        `yaml:"server"`
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// GitHubConfig makes the agent report the app's deploys to GitHub as deployments with
+// statuses. Environment is the deploy's environment, or "<env>/<host>" with
+// EnvironmentPerHost; PublicURL, when set, gives each status a log_url
+// "<public_url>/deploys/<id>".
+type GitHubConfig struct {
+	TokenFile          string `yaml:"token_file"`
+	APIURL             string `yaml:"api_url"`
+	EnvironmentPerHost bool   `yaml:"environment_per_host"`
+	PublicURL          string `yaml:"public_url"`
+
+	token string
 }
 
 // Argv is a command given either as one path or as a list of arguments; it is exec'd as is,
@@ -322,6 +337,23 @@ func (a *AppConfig) validate(field string) []error {
 	}
 	if a.ScriptTimeout < 0 {
 		bad("script_timeout", "must be positive, got %s", a.ScriptTimeout)
+	}
+	if g := a.GitHub; g != nil {
+		if g.TokenFile == "" {
+			bad("github.token_file", "missing: the file holding a GitHub token allowed to write deployments")
+		} else if token, err := readSecret(g.TokenFile); err != nil {
+			bad("github.token_file", "%v", err)
+		} else {
+			g.token = token
+		}
+		for sub, u := range map[string]string{"github.api_url": g.APIURL, "github.public_url": g.PublicURL} {
+			if u == "" {
+				continue
+			}
+			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+				bad(sub, "want an http(s) URL, got %q", u)
+			}
+		}
 	}
 	if h := a.HAProxy; h != nil {
 		if !filepath.IsAbs(h.Socket) {

@@ -43,6 +43,10 @@ func TestParseConfig(t *testing.T) {
 		{"haproxy no server", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web}\n"), "apps.web.haproxy.server: missing"},
 		{"haproxy bad placeholder", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{n}\"}\n"), "apps.web.haproxy.server: haproxy server name template \"web{n}\": unknown placeholder {n}"},
 		{"haproxy negative drain", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{instance}\", drain_timeout: -1s}\n"), "apps.web.haproxy.drain_timeout: must be positive"},
+		{"github", base("    remote: https://x/y.git\n    github: {token_file: " + secret + ", api_url: \"https://ghe.example.com\", environment_per_host: true, public_url: \"https://deploy.example.com\"}\n"), ""},
+		{"github no token", base("    remote: https://x/y.git\n    github: {environment_per_host: true}\n"), "apps.web.github.token_file: missing"},
+		{"github empty token", base("    remote: https://x/y.git\n    github: {token_file: " + empty + "}\n"), "apps.web.github.token_file:"},
+		{"github bad public url", base("    remote: https://x/y.git\n    github: {token_file: " + secret + ", public_url: \"deploy.example.com\"}\n"), "apps.web.github.public_url: want an http(s) URL"},
 		{"bad branch pattern", base("    remote: https://x/y.git\n    branch: \"deploy-[\"\n"), "apps.web.branch: bad pattern"},
 	}
 	for _, tt := range tests {

@@ -38,6 +38,10 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 		log.Info().Str("status", string(s)).Msg("deploy status")
 	}
 	log.Info().Str("kind", d.Kind).Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
+	gh := a.github(ap, d)
+	a.reportStart(gh, d)
+	// Every way out reports the deploy's end; GitHub is told in the background.
+	defer a.reportEnd(gh, d)
 	var err error
 	switch d.Kind {
 	case KindRestart:

@@ -33,10 +33,17 @@ type fixture struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
+	tune   func(*Agent) // adjusts each new agent before it opens
 }
 
 // newFixture writes a config (adjusted by edit), opens and runs an agent.
 func newFixture(t *testing.T, edit func(*Config)) *fixture {
+	t.Helper()
+	return newTunedFixture(t, edit, nil)
+}
+
+// newTunedFixture is newFixture with tune applied to the agent before it opens.
+func newTunedFixture(t *testing.T, edit func(*Config), tune func(*Agent)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
@@ -62,7 +69,7 @@ func newFixture(t *testing.T, edit func(*Config)) *fixture {
 	if err := cfg.validate(); err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{t: t, cfg: cfg, repo: testenv.NewRepo(t), bare: bare}
+	f := &fixture{t: t, cfg: cfg, repo: testenv.NewRepo(t), bare: bare, tune: tune}
 	f.start()
 	t.Cleanup(f.stop)
 	return f
@@ -72,6 +79,9 @@ func (f *fixture) start() {
 	f.t.Helper()
 	f.agent = New(f.cfg, zerolog.NewTestWriter(f.t), zerolog.DebugLevel)
 	f.agent.ShutdownGrace = 5 * time.Second
+	if f.tune != nil {
+		f.tune(f.agent)
+	}
 	if err := f.agent.Open(); err != nil {
 		f.t.Fatal(err)
 	}

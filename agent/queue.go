@@ -22,6 +22,8 @@ type app struct {
 	// op is held while anything changes the app's releases: a deploy or a gc.
 	op    sync.Mutex
 	cache *release.Cache
+
+	gh githubAPI // nil: deploys are not reported to GitHub
 }
 
 func newApp(cfg *AppConfig) *app {

@@ -5,4 +5,9 @@
 // parses it, and turns push payloads into a [Push] with [ParsePush]. A git server that is not
 // GitHub runs a post-receive hook that turns its input into payloads with [ParsePostReceive]
 // and [PushPayload] and delivers them with [Send], so the agent sees one format only.
+//
+// [GitHub] is the other side, through GitHub's REST API: [GitHub.Ensure] registers a
+// repository's push webhook idempotently (with [GitHub.List], [GitHub.Remove] and
+// [GitHub.Ping]), and [GitHub.CreateDeployment] and [GitHub.CreateDeploymentStatus] report
+// deploys. Its errors wrap sentinels ([ErrNoAccess], [ErrRateLimited], …) and say what to do.
 package hooks

@@ -110,8 +110,10 @@ func TestWait_http(t *testing.T) {
 			if m := p.maxIn.Load(); m != 1 {
 				t.Errorf("%d checks ran at once, want 1", m)
 			}
-			if srv.maxIn != 1 {
-				t.Errorf("the endpoint saw %d requests at once, want 1", srv.maxIn)
+			// The handler of a timed-out check notices the disconnect a moment later, so the
+			// server may briefly see the next check beside it; more would be a pile-up.
+			if srv.maxIn > 2 {
+				t.Errorf("the endpoint saw %d requests at once, want at most 2 (no pile-up)", srv.maxIn)
 			}
 			for _, d := range p.durations()[:res.Checks] { // not the one the deadline cut
 				if d < 90*time.Millisecond || d > 600*time.Millisecond {

@@ -18,9 +18,9 @@ import (
 func newHooksCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hooks",
-		Short: "Webhook helpers for git servers",
+		Short: "Webhooks: register them on GitHub, or send them from a git server",
 	}
-	cmd.AddCommand(newPostReceiveCmd())
+	cmd.AddCommand(newPostReceiveCmd(), newHooksEnsureCmd(), newHooksListCmd(), newHooksRemoveCmd(), newHooksPingCmd())
 	return cmd
 }
 
