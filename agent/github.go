@@ -110,7 +110,7 @@ func (rp *reporter) run(ctx context.Context) {
 
 func (rp *reporter) handle(ctx context.Context, r ghReport) {
 	log := rp.log.With().Str("deploy", r.deploy).Str("repo", r.repo).Logger()
-	if r.create != nil {
+	if _, created := rp.ids[r.deploy]; r.create != nil && !created {
 		var id int64
 		err := rp.retry(ctx, func(ctx context.Context) (err error) {
 			id, err = r.api.CreateDeployment(ctx, r.repo, *r.create)
@@ -204,25 +204,41 @@ func (a *Agent) environmentOf(cfg *AppConfig, branch string) string {
 	return a.cfg.Environments[0]
 }
 
-// reportStart creates d's GitHub deployment and marks it in progress.
+// reportQueued creates d's GitHub deployment as soon as the push is accepted, so that a
+// deploy superseded before it starts can still be marked inactive.
+func (a *Agent) reportQueued(g *ghDeployment, d *Deploy) {
+	if g == nil {
+		return
+	}
+	a.reports.send(ghReport{
+		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
+		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+	})
+}
+
+// reportStart marks d's deployment in progress, creating it if that was not done yet (the
+// agent restarted since the push was queued).
 func (a *Agent) reportStart(g *ghDeployment, d *Deploy) {
 	if g == nil {
 		return
 	}
 	a.reports.send(ghReport{
-		api: g.api, repo: g.repo, deploy: d.ID,
-		create: &hooks.DeploymentSpec{
-			Ref:         d.SHA,
-			Environment: g.environment,
-			Description: "pushdeploy " + d.ID + " on " + a.cfg.Host,
-			Production:  strings.SplitN(g.environment, "/", 2)[0] == "production",
-		},
+		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
 		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 
+func (a *Agent) deploymentSpec(g *ghDeployment, d *Deploy) *hooks.DeploymentSpec {
+	return &hooks.DeploymentSpec{
+		Ref:         d.SHA,
+		Environment: g.environment,
+		Description: "pushdeploy " + d.ID + " on " + a.cfg.Host,
+		Production:  strings.SplitN(g.environment, "/", 2)[0] == "production",
+	}
+}
+
 // reportEnd posts d's final status: success, failure with the reason, or inactive when it
-// went stale or was interrupted.
+// went stale, was superseded or was interrupted.
 func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
 	if g == nil {
 		return
@@ -235,6 +251,8 @@ func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
 		st.State, st.Description = "failure", firstLine(d.Error)
 	case StatusStale:
 		st.State, st.Description = "inactive", "stale: "+d.Note
+	case StatusSuperseded:
+		st.State, st.Description = "inactive", d.Note
 	default: // queued again: interrupted by shutdown
 		st.State, st.Description = "inactive", "interrupted by agent shutdown"
 	}

@@ -179,15 +179,15 @@ func TestAgent_githubSuccess(t *testing.T) {
 	if !reflect.DeepEqual(body, want) {
 		t.Errorf("deployment body:\ngot  %v\nwant %v", body, want)
 	}
-	st := gh.waitStates(id, 2)
+	st := gh.waitStates(id, 3)
 	logURL := "https://deploy.example.com/deploys/" + d.ID
-	for i, state := range []string{"in_progress", "success"} {
+	for i, state := range []string{"queued", "in_progress", "success"} {
 		if st[i]["state"] != state || st[i]["log_url"] != logURL || st[i]["environment"] != "production" {
 			t.Errorf("status %d: got %v, want %s with log_url %s and environment production", i, st[i], state, logURL)
 		}
 	}
-	if len(st) != 2 {
-		t.Errorf("got %d statuses, want 2", len(st))
+	if len(st) != 3 {
+		t.Errorf("got %d statuses, want 3", len(st))
 	}
 }
 
@@ -209,7 +209,7 @@ func TestAgent_githubFailure(t *testing.T) {
 	if id == 0 {
 		t.Fatalf("no GitHub deployment for %s", d.ID)
 	}
-	st := gh.waitStates(id, 2)
+	st := gh.waitStates(id, 3)[1:] // after queued
 	gh.mu.Lock()
 	env := gh.deployments[id-1]["environment"]
 	gh.mu.Unlock()
@@ -250,13 +250,18 @@ func TestAgent_githubSuperseded(t *testing.T) {
 		t.Fatalf("got %s and %s, want superseded and succeeded", second.Status, third.Status)
 	}
 	f.stop()
-	// Superseded before it started: it never had a GitHub deployment to mark inactive.
-	if id := gh.deploymentOf(ids[1]); id != 0 {
-		t.Errorf("superseded deploy %s got GitHub deployment %d: %v", ids[1], id, gh.statuses[id])
+	// Superseded before it started: its deployment, created when the push was queued, goes
+	// inactive and says by which deploy.
+	id := gh.deploymentOf(ids[1])
+	if id == 0 {
+		t.Fatalf("superseded deploy %s got no GitHub deployment", ids[1])
 	}
-	id := gh.deploymentOf(ids[2])
-	if st := gh.waitStates(id, 2); st[1]["state"] != "success" {
-		t.Errorf("newest: got %v, want success", st[1])
+	if st := gh.waitStates(id, 2); st[0]["state"] != "queued" || st[1]["state"] != "inactive" || !strings.Contains(fmt.Sprint(st[1]["description"]), ids[2]) {
+		t.Errorf("superseded: got %v, want queued then inactive naming %s", st, ids[2])
+	}
+	id = gh.deploymentOf(ids[2])
+	if st := gh.waitStates(id, 3); st[0]["state"] != "queued" || st[1]["state"] != "in_progress" || st[2]["state"] != "success" {
+		t.Errorf("newest: got %v, want queued, in_progress, success", st)
 	}
 }
 
@@ -273,9 +278,9 @@ func TestAgent_githubStale(t *testing.T) {
 	if late.Status != StatusStale {
 		t.Fatalf("got %s, want stale", late.Status)
 	}
-	st := gh.waitStates(gh.deploymentOf(late.ID), 2)
-	if st[1]["state"] != "inactive" || !strings.Contains(st[1]["description"].(string), "moved on") {
-		t.Errorf("stale deploy: got %v, want inactive saying the branch moved on", st[1])
+	st := gh.waitStates(gh.deploymentOf(late.ID), 3)
+	if st[2]["state"] != "inactive" || !strings.Contains(st[2]["description"].(string), "moved on") {
+		t.Errorf("stale deploy: got %v, want inactive saying the branch moved on", st[2])
 	}
 }
 

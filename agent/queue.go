@@ -44,6 +44,7 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 		}
 		return
 	}
+	a.reportQueued(a.github(ap, d), d)
 	if old := ap.pending; old != nil {
 		old.Status = StatusSuperseded
 		old.Note = "superseded by " + d.ID + " (" + short(d.SHA) + ")"
@@ -52,6 +53,7 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 			a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
 		}
 		a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
+		a.reportEnd(a.github(ap, old), old)
 		a.metrics.deploys.WithLabelValues(old.App, string(StatusSuperseded)).Inc()
 	}
 	ap.pending = d
