@@ -159,12 +159,7 @@ func TestAgent_haproxy(t *testing.T) {
 			"health": {"http": %q, "timeout": "200ms", "interval": "100ms", "min_healthy_time": %q, "healthy_deadline": "1s"},
 			"rollout": {"max_parallel": 1}}}}`, port, healthPath, minHealthy), 0o644)
 		sha := f.repo.Commit("version " + version)
-		f.push("deploy-production")
-		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
-		if r.Code != 202 {
-			t.Fatalf("version %s: got %d %s", version, r.Code, r.Error)
-		}
-		return f.wait(r.Deploy)
+		return f.pushAndDeploy(sha)
 	}
 	allUp := func(when string) {
 		t.Helper()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,6 +118,18 @@ func (f *fixture) commit(version string) string {
 }
 
 func (f *fixture) push(branch string) { f.repo.Push(f.bare, "main:"+branch) }
+
+// pushAndDeploy pushes main to deploy-production, delivers the signed webhook for sha and
+// waits for the deploy to finish.
+func (f *fixture) pushAndDeploy(sha string) *Deploy {
+	f.t.Helper()
+	f.push("deploy-production")
+	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
+	if r.Code != 202 {
+		f.t.Fatalf("deliver %.12s: got %d %s", sha, r.Code, r.Error)
+	}
+	return f.wait(r.Deploy)
+}
 
 type answerOf struct {
 	Code   int

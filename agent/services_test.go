@@ -107,12 +107,7 @@ func TestAgent_services(t *testing.T) {
 		f.repo.Write("bin/crash", "#!/bin/sh\necho boom: version "+version+" cannot start >&2\nsleep 0.3\nexit 3\n", 0o755)
 		f.repo.Write("service.json", fmt.Sprintf(`{"services": {"web": {"command": %s, "instances": 4, "port": %d}}}`, command, port), 0o644)
 		sha := f.repo.Commit("version " + version)
-		f.push("deploy-production")
-		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
-		if r.Code != 202 {
-			t.Fatalf("version %s: got %d %s", version, r.Code, r.Error)
-		}
-		return f.wait(r.Deploy)
+		return f.pushAndDeploy(sha)
 	}
 	answers := func(want string) {
 		t.Helper()
