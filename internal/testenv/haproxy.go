@@ -31,6 +31,8 @@ type HAProxy struct {
 	Socket string
 	// Config is the configuration file haproxy runs with, for the test log.
 	Config string
+
+	pgid int // haproxy's process group, gone after the cleanup
 }
 
 // haName is what haproxy accepts in a proxy or server name.
@@ -43,7 +45,7 @@ var haName = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 // socket live in a short temporary directory (unix socket paths are limited to 107
 // bytes). It returns once the frontend accepts connections, the admin socket answers and
 // every server had its first health check (it is then "UP" or "DOWN" in `show stat`), and
-// kills the process group and waits for it in t.Cleanup. haproxy's own messages go
+// kills the process group and waits until every process of it exited in t.Cleanup. haproxy's own messages go
 // to the test log.
 //
 // Two failed checks in a row take a server DOWN (one at start, where haproxy puts it one
@@ -100,16 +102,13 @@ func StartHAProxy(t testing.TB, backend string, servers []HAServer) *HAProxy {
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }() // the exit status is uninteresting: stop kills it
-		stop := func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+		stop := func() { killGroup(cmd.Process.Pid, exited) }
 		if waitTCP(addr, exited) && waitHAProxySocket(sock, exited) {
 			t.Cleanup(stop)
 			if err := waitHAProxyChecked(sock, backend, len(servers)); err != nil {
 				t.Fatal(err)
 			}
-			return &HAProxy{Addr: addr, Socket: sock, Config: cfg}
+			return &HAProxy{Addr: addr, Socket: sock, Config: cfg, pgid: cmd.Process.Pid}
 		}
 		stop() // most likely the port was taken in between: try another
 	}

@@ -27,9 +27,10 @@ func TestStartHAProxy(t *testing.T) {
 		{Name: "web2", Port: backendServer(t, "two")},
 	}
 	var addr string
+	var pgid int
 	t.Run("serves", func(t *testing.T) {
 		h := StartHAProxy(t, "app", servers)
-		addr = h.Addr
+		addr, pgid = h.Addr, h.pgid
 
 		answer, err := haproxyCommand(h.Socket, "show stat")
 		if err != nil {
@@ -68,10 +69,18 @@ func TestStartHAProxy(t *testing.T) {
 			t.Errorf("X-Server to body: got %v, want %v", got, want)
 		}
 	})
-	// The subtest's cleanup stopped haproxy: nothing listens on the frontend any more.
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		c.Close()
-		t.Errorf("%s still accepts connections after the test's cleanup", addr)
+	// The subtest's cleanup stopped haproxy, master and worker: no process is left in its
+	// group, and our frontend no longer answers (the port itself may already be another
+	// test's, so only an answer from this haproxy counts).
+	if groupAlive(pgid) {
+		t.Errorf("process group %d still has live processes after the test's cleanup", pgid)
+	}
+	client := &http.Client{Timeout: 2 * time.Second}
+	if resp, err := client.Get("http://" + addr + "/"); err == nil {
+		resp.Body.Close()
+		if s := resp.Header.Get("X-Server"); s != "" {
+			t.Errorf("%s still answers from server %q after the test's cleanup", addr, s)
+		}
 	}
 }
 

@@ -96,10 +96,9 @@ func startDaemon(root string, port int) (*daemon, error) {
 }
 
 // stop kills the daemon's process group (the daemon and the upload-pack
-// children it forked) and waits for the daemon to exit.
+// children it forked) and waits until all of them exited.
 func (d *daemon) stop() {
-	syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-	<-d.exited
+	killGroup(d.cmd.Process.Pid, d.exited)
 }
 
 func freePort() (int, error) {

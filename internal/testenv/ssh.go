@@ -97,10 +97,7 @@ func StartSSH(t testing.TB) *SSH {
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
-		stop := func() {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-exited
-		}
+		stop := func() { killGroup(cmd.Process.Pid, exited) }
 		if waitTCP(fmt.Sprintf("127.0.0.1:%d", port), exited) {
 			t.Cleanup(stop)
 			hostLine := func(key string) string {
