@@ -18,6 +18,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/renv"
 )
 
 // DefaultShutdownGrace is how long a deploy under way may go on after the agent is asked
@@ -40,7 +41,8 @@ type Agent struct {
 	apps    map[string]*app
 	metrics *metrics
 	ids     deployIDs
-	reports *reporter // nil when no app reports to GitHub
+	reports *reporter   // nil when no app reports to GitHub
+	renv    *renv.Store // nil when the agent has no etcd section
 
 	sdMu sync.Mutex
 	sd   *sddbus.Conn // opened by the first deploy that starts services
@@ -101,6 +103,15 @@ func (a *Agent) Open() (err error) {
 	for name := range a.apps {
 		if err := a.store.Recover(name); err != nil {
 			return err
+		}
+	}
+	if e := a.cfg.Etcd; e != nil {
+		// Connecting does not wait for etcd: an agent starts, and deploys from its cache,
+		// while etcd is down.
+		rc := e.Renv()
+		rc.OnRequest = func(op string) { a.metrics.etcd.WithLabelValues(op).Inc() }
+		if a.renv, err = renv.Open(rc); err != nil {
+			return fmt.Errorf("etcd: %w", err)
 		}
 	}
 	if err := a.resume(); err != nil {
@@ -190,11 +201,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			a.work(stop, deployCtx, ap)
-		}()
+		workers.Go(func() { a.work(stop, deployCtx, ap) })
+		if a.renv != nil && ap.cfg.Config != nil {
+			workers.Go(func() { a.watchConfig(stop, ap) })
+		}
 	}
 	errc := make(chan error, 2)
 	var servers sync.WaitGroup
@@ -265,6 +275,10 @@ func (a *Agent) close() {
 	if a.sd != nil {
 		a.sd.Close()
 		a.sd = nil
+	}
+	if a.renv != nil {
+		a.renv.Close()
+		a.renv = nil
 	}
 }
 

@@ -41,6 +41,7 @@ type Config struct {
 	AdminSocket  string                `yaml:"admin_socket"`
 	HistoryLimit int                   `yaml:"history_limit"`
 	Systemd      SystemdConfig         `yaml:"systemd"`
+	Etcd         *EtcdConfig           `yaml:"etcd"`
 	Apps         map[string]*AppConfig `yaml:"apps"`
 }
 
@@ -76,6 +77,7 @@ type AppConfig struct {
 	ScriptTimeout  time.Duration  `yaml:"script_timeout"`
 	HAProxy        *HAProxyConfig `yaml:"haproxy"`
 	GitHub         *GitHubConfig  `yaml:"github"`
+	Config         *AppEnvConfig  `yaml:"config"`
 
 	name   string
 	secret []byte
@@ -211,6 +213,7 @@ func (c *Config) setDefaults(env Env) {
 			a.HAProxy.DrainTimeout = DefaultDrainTimeout
 		}
 	}
+	c.setEtcdDefaults()
 }
 
 var (
@@ -281,6 +284,7 @@ func (c *Config) validate() error {
 		}
 		errs = append(errs, c.Apps[name].validate(field)...)
 	}
+	errs = append(errs, c.validateEtcd()...)
 	return errors.Join(errs...)
 }
 

@@ -16,6 +16,10 @@ func TestParseConfig(t *testing.T) {
 	base := func(app string) string {
 		return "data_dir: " + dir + "\nenvironments: [production]\napps:\n  web:\n    repo: acme/web\n    secret_file: " + secret + "\n" + app
 	}
+	// etcd is base with an etcd section (its settings indented under it) and app settings.
+	etcd := func(section, app string) string {
+		return "etcd:\n  " + section + "\n" + base("    remote: https://x/y.git\n"+app)
+	}
 	tests := []struct {
 		name    string
 		doc     string
@@ -48,6 +52,15 @@ func TestParseConfig(t *testing.T) {
 		{"github empty token", base("    remote: https://x/y.git\n    github: {token_file: " + empty + "}\n"), "apps.web.github.token_file:"},
 		{"github bad public url", base("    remote: https://x/y.git\n    github: {token_file: " + secret + ", public_url: \"deploy.example.com\"}\n"), "apps.web.github.public_url: want an http(s) URL"},
 		{"bad branch pattern", base("    remote: https://x/y.git\n    branch: \"deploy-[\"\n"), "apps.web.branch: bad pattern"},
+		{"etcd", etcd("endpoints: [\"https://127.0.0.1:2379\"]\n  dial_timeout: 2s", ""), ""},
+		{"etcd app config", etcd("endpoints: [\"http://127.0.0.1:2379\"]", "    config: {name: website, debounce: 5s}\n"), ""},
+		{"etcd no endpoints", etcd("prefix: /x/", ""), "etcd.endpoints: missing"},
+		{"etcd cert without key", etcd("endpoints: [\"http://e:2379\"]\n  cert_file: "+secret, ""), "etcd.cert_file: cert_file and key_file go together"},
+		{"etcd missing ca", etcd("endpoints: [\"http://e:2379\"]\n  ca_file: "+dir+"/nope.pem", ""), "etcd.ca_file:"},
+		{"etcd password without user", etcd("endpoints: [\"http://e:2379\"]\n  password_file: "+secret, ""), "etcd.password_file: set without etcd.username"},
+		{"etcd bad doc name", etcd("endpoints: [\"http://e:2379\"]", "    config: {name: \"a/b\"}\n"), "apps.web.config.name: want letters"},
+		{"etcd several environments", strings.Replace(etcd("endpoints: [\"http://e:2379\"]", ""), "[production]", "[production, staging]", 1), "apps.web.config.env: missing: this host deploys several environments (production, staging)"},
+		{"config without etcd", base("    remote: https://x/y.git\n    config: {env: production}\n"), "apps.web.config: needs an etcd section"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

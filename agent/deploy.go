@@ -48,6 +48,8 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 		err = a.restartPipeline(ctx, ap, d, set, log)
 	case KindRollback:
 		err = a.rollbackPipeline(ctx, ap, d, set, log)
+	case KindConfig:
+		err = a.configPipeline(ctx, ap, d, set, log)
 	default:
 		err = a.pipeline(ctx, ap, d, set, log)
 	}
@@ -122,6 +124,10 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 	if d.Previous, err = a.store.Current(d.App); err != nil {
 		return err
 	}
+	env, err := a.prepareEnv(ctx, ap, d, log)
+	if err != nil {
+		return err
+	}
 	if len(ap.cfg.Script) > 0 {
 		set(StatusScript)
 		run := scriptRun{
@@ -138,21 +144,25 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 				"PUSHDEPLOY_DEPLOY_ID=" + d.ID,
 			},
 		}
+		if env.path != "" {
+			run.Env = append(run.Env, "PUSHDEPLOY_ENV_FILE="+env.path)
+		}
 		if err := run.run(ctx, log); err != nil {
-			return err
+			return env.fail(err)
 		}
 	}
 	set(StatusStarting)
-	if err := a.startServices(ctx, d, rel, log); err != nil {
-		return err
+	if err := a.startServices(ctx, d, rel, env.restore, log); err != nil {
+		return env.fail(err)
 	}
 	if _, err := a.store.Activate(d.App, d.SHA); err != nil {
-		return err
+		return env.fail(err)
 	}
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
 	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	env.succeeded(log)
 	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
 	if _, err := a.gc(ap, cache, log); err != nil {
 		log.Warn().Err(err).Msg("release gc")

@@ -12,6 +12,7 @@ type metrics struct {
 	webhooks *prometheus.CounterVec
 	deploys  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	etcd     *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -30,8 +31,12 @@ func newMetrics() *metrics {
 			Help:    "Time from a deploy's start to its final status.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 14),
 		}, []string{"app", "status"}),
+		etcd: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushdeploy_etcd_requests_total",
+			Help: "Round trips to etcd, by operation (get, txn, watch…).",
+		}, []string{"op"}),
 	}
-	m.reg.MustRegister(m.webhooks, m.deploys, m.duration,
+	m.reg.MustRegister(m.webhooks, m.deploys, m.duration, m.etcd,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

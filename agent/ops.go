@@ -161,17 +161,22 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	if d.Note != "" {
 		log.Warn().Str("sha", d.SHA).Str("mark", string(rels[i].Mark)).Msg("rolling back to a release marked bad")
 	}
-	set(StatusStarting)
-	if err := a.startServices(ctx, d, rels[i], log); err != nil {
+	env, err := a.prepareEnv(ctx, ap, d, log)
+	if err != nil {
 		return err
 	}
+	set(StatusStarting)
+	if err := a.startServices(ctx, d, rels[i], env.restore, log); err != nil {
+		return env.fail(err)
+	}
 	if _, err := a.store.Activate(d.App, d.SHA); err != nil {
-		return err
+		return env.fail(err)
 	}
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
 	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	env.succeeded(log)
 	return nil
 }
 

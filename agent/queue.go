@@ -16,6 +16,7 @@ type app struct {
 
 	mu      sync.Mutex
 	pending *Deploy
+	config  *Deploy // a configuration change waiting; runs after pending
 	running *Deploy
 	wake    chan struct{}
 
@@ -30,9 +31,22 @@ func newApp(cfg *AppConfig) *app {
 	return &app{cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
-// enqueue makes d the app's next deploy, superseding the one waiting, if any.
+// enqueue makes d the app's next deploy, superseding the one waiting, if any. A
+// configuration change waits in a slot of its own, after the deploy: it supersedes only an
+// older configuration change, and a deploy never supersedes it (if the deploy rolled the
+// same configuration out, the change finds nothing left to do, at the cost of one read).
 func (a *Agent) enqueue(ap *app, d *Deploy) {
 	ap.mu.Lock()
+	if d.Kind == KindConfig {
+		old := ap.config
+		ap.config = d
+		ap.mu.Unlock()
+		if old != nil {
+			a.supersede(old, d)
+		}
+		a.wakeUp(ap)
+		return
+	}
 	if old := ap.pending; old != nil && d.Kind == KindRestart && old.Kind != KindRestart {
 		// The deploy or rollback waiting restarts every instance anyway: it stays.
 		ap.mu.Unlock()
@@ -45,19 +59,29 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 		return
 	}
 	a.reportQueued(a.github(ap, d), d)
-	if old := ap.pending; old != nil {
-		old.Status = StatusSuperseded
-		old.Note = "superseded by " + d.ID + " (" + short(d.SHA) + ")"
-		old.Finished = time.Now().UTC()
-		if err := a.state.Save(old); err != nil {
-			a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
-		}
-		a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
-		a.reportEnd(a.github(ap, old), old)
-		a.metrics.deploys.WithLabelValues(old.App, string(StatusSuperseded)).Inc()
-	}
+	old := ap.pending
 	ap.pending = d
 	ap.mu.Unlock()
+	if old != nil {
+		a.reportEnd(a.github(ap, old), a.supersede(old, d))
+	}
+	a.wakeUp(ap)
+}
+
+// supersede records that old, which was waiting, will not run because d replaces it.
+func (a *Agent) supersede(old, d *Deploy) *Deploy {
+	old.Status = StatusSuperseded
+	old.Note = "superseded by " + d.ID + " (" + d.Kind + " " + short(d.SHA) + ")"
+	old.Finished = time.Now().UTC()
+	if err := a.state.Save(old); err != nil {
+		a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
+	}
+	a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
+	a.metrics.deploys.WithLabelValues(old.App, string(StatusSuperseded)).Inc()
+	return old
+}
+
+func (a *Agent) wakeUp(ap *app) {
 	select {
 	case ap.wake <- struct{}{}:
 	default:
@@ -77,7 +101,11 @@ func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
 		for stop.Err() == nil {
 			ap.mu.Lock()
 			d := ap.pending
-			ap.pending, ap.running = nil, d
+			ap.pending = nil
+			if d == nil {
+				d, ap.config = ap.config, nil
+			}
+			ap.running = d
 			ap.mu.Unlock()
 			if d == nil {
 				break

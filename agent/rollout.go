@@ -22,7 +22,10 @@ const rolloutJournalLines = 10
 // healthChecks builds the health check of every instance of spec's services that have a
 // health block, for the release in dir. An instance without one is not in the map: its
 // unit's Settle (the installer's start check) is all it has to pass.
-func healthChecks(conn *sddbus.Conn, app, sha, dir string, spec *units.Spec) (map[string]restart.Instance, error) {
+//
+// config is the app's configuration as NAME=value pairs (its environment file), which its
+// units read too.
+func healthChecks(conn *sddbus.Conn, app, sha, dir string, spec *units.Spec, config []string) (map[string]restart.Instance, error) {
 	out := map[string]restart.Instance{}
 	for name, s := range spec.Services {
 		if s.Health == nil {
@@ -37,7 +40,7 @@ func healthChecks(conn *sddbus.Conn, app, sha, dir string, spec *units.Spec) (ma
 			if s.Port > 0 {
 				port = s.Port + n - 1
 			}
-			probe, err := restart.ProbeFor(rs, port, dir, probeEnv(spec, s, app, sha, dir, n, port))
+			probe, err := restart.ProbeFor(rs, port, dir, probeEnv(spec, s, app, sha, dir, n, port, config))
 			if err != nil {
 				return nil, fmt.Errorf("services.%s.health: %w", name, err)
 			}
@@ -47,9 +50,11 @@ func healthChecks(conn *sddbus.Conn, app, sha, dir string, spec *units.Spec) (ma
 	return out, nil
 }
 
-// probeEnv is the environment a command check of instance n runs with: the service's own
-// (shared env, then the service's), PORT and the PUSHDEPLOY_ variables its units set.
-func probeEnv(spec *units.Spec, s *units.Service, app, sha, dir string, n, port int) []string {
+// probeEnv is the environment a command check of instance n runs with, in the order its
+// unit applies them: the service's own (shared env, then the service's), the app's
+// configuration (EnvironmentFile= overrides Environment=), then PORT and the PUSHDEPLOY_
+// variables (which a configuration may not set).
+func probeEnv(spec *units.Spec, s *units.Service, app, sha, dir string, n, port int, config []string) []string {
 	var env []string
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
@@ -57,6 +62,7 @@ func probeEnv(spec *units.Spec, s *units.Service, app, sha, dir string, n, port 
 	for k, v := range s.Env {
 		env = append(env, k+"="+v)
 	}
+	env = append(env, config...)
 	if port > 0 {
 		env = append(env, "PORT="+strconv.Itoa(port))
 	}

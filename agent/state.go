@@ -46,28 +46,33 @@ const (
 	KindDeploy   = "deploy"   // a pushed commit: fetch, build, roll out, switch current
 	KindRestart  = "restart"  // a rolling restart of the current release, health-checked
 	KindRollback = "rollback" // a rollout to a release already on disk, then switch current
+	KindConfig   = "config"   // a changed configuration in etcd: new environment file, rolling restart
 )
 
 // Deploy is the durable record of one deploy, restart or rollback (Kind).
 type Deploy struct {
-	ID         string    `json:"id"`
-	App        string    `json:"app"`
-	Kind       string    `json:"kind,omitempty"`    // KindDeploy when empty (older records)
-	Service    string    `json:"service,omitempty"` // a restart of one service only
-	SHA        string    `json:"sha"`
-	Branch     string    `json:"branch"`
-	Delivery   string    `json:"delivery,omitempty"`
-	Pusher     string    `json:"pusher,omitempty"`
-	Message    string    `json:"message,omitempty"`
-	Status     Status    `json:"status"`
-	Previous   string    `json:"previous,omitempty"` // the release that was current before
-	Error      string    `json:"error,omitempty"`
-	Note       string    `json:"note,omitempty"` // why it was stale or superseded, or other detail
-	FetchBytes int64     `json:"fetch_bytes,omitempty"`
-	Queued     time.Time `json:"queued"`
-	Started    time.Time `json:"started,omitzero"`
-	Finished   time.Time `json:"finished,omitzero"`
-	Updated    time.Time `json:"updated"`
+	ID         string `json:"id"`
+	App        string `json:"app"`
+	Kind       string `json:"kind,omitempty"`    // KindDeploy when empty (older records)
+	Service    string `json:"service,omitempty"` // a restart of one service only
+	SHA        string `json:"sha"`
+	Branch     string `json:"branch"`
+	Delivery   string `json:"delivery,omitempty"`
+	Pusher     string `json:"pusher,omitempty"`
+	Message    string `json:"message,omitempty"`
+	Status     Status `json:"status"`
+	Previous   string `json:"previous,omitempty"` // the release that was current before
+	Error      string `json:"error,omitempty"`
+	Note       string `json:"note,omitempty"` // why it was stale or superseded, or other detail
+	FetchBytes int64  `json:"fetch_bytes,omitempty"`
+	// ConfigRev is the etcd revision of the configuration the deploy rolled out, and
+	// ConfigSource where it came from: "etcd", or "cache" while etcd was unreachable.
+	ConfigRev    int64     `json:"config_rev,omitempty"`
+	ConfigSource string    `json:"config_source,omitempty"`
+	Queued       time.Time `json:"queued"`
+	Started      time.Time `json:"started,omitzero"`
+	Finished     time.Time `json:"finished,omitzero"`
+	Updated      time.Time `json:"updated"`
 }
 
 var (

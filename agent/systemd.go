@@ -115,7 +115,10 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 // its files are the deploy. On failure the installer has already put the previous release's
 // units back, restarted and health-checked them (unless a service's auto_revert is off), and
 // the release is marked bad with the reason, unless the agent is stopping.
-func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, log zerolog.Logger) (err error) {
+//
+// beforeRevert (may be nil) runs when a failed rollout starts putting the previous release
+// back, before any instance restarts on it: it restores the previous environment file.
+func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, beforeRevert func() error, log zerolog.Logger) (err error) {
 	prev, err := a.loadInstalled(d.App)
 	if err != nil {
 		return err
@@ -153,7 +156,8 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	if err != nil {
 		return err
 	}
-	files, err := units.Generate(spec, units.Options{App: d.App, SHA: d.SHA, ReleaseDir: rel.Dir, User: a.cfg.Systemd.Scope == "user"})
+	files, err := units.Generate(spec, units.Options{App: d.App, SHA: d.SHA, ReleaseDir: rel.Dir,
+		User: a.cfg.Systemd.Scope == "user", EnvFiles: a.envFiles(d.App)})
 	if err != nil {
 		return err
 	}
@@ -162,7 +166,8 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 		noManager = true
 		return err
 	}
-	checks, err := healthChecks(in.Conn, d.App, d.SHA, rel.Dir, spec)
+	config := a.configEnv(d.App)
+	checks, err := healthChecks(in.Conn, d.App, d.SHA, rel.Dir, spec, config)
 	if err != nil {
 		return err
 	}
@@ -170,13 +175,16 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	in.Batches = func([]string) [][]string { return batches }
 	in.Healthy = a.healthy(checks, short(d.SHA), log)
 	in.AutoRevert = autoRevert(spec, d.App)
+	if beforeRevert != nil {
+		in.BeforeRevert = func(context.Context) error { return beforeRevert() }
+	}
 	specs := []*units.Spec{spec}
 	if d.Previous != "" {
 		// The previous release's instances are checked the same way after a revert.
 		dir := a.store.ReleaseDir(d.App, d.Previous)
 		if pspec, err := units.Load(dir); err == nil {
 			specs = append(specs, pspec)
-			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec); err == nil {
+			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec, config); err == nil {
 				in.RevertHealthy = a.healthy(pchecks, short(d.Previous), log)
 			}
 		}
@@ -204,26 +212,41 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 // set) batch after batch as its service.json's rollout says, each batch health-checked and
 // taken out of haproxy's rotation meanwhile.
 func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logger) error {
+	in, batches, restore, err := a.restartPlan(ctx, d, log)
+	if err != nil {
+		return err
+	}
+	defer restore(ctx)
+	log.Info().Int("batches", len(batches)).Str("service", d.Service).Msg("restart planned")
+	_, err = in.Restart(ctx, d.App, batches)
+	return err
+}
+
+// restartPlan prepares a rolling restart of the installed instances of d's release (of
+// d.Service only, when set): the installer with its health and rotation hooks, the batches
+// as service.json's rollout says, and what puts haproxy's servers back in rotation at the
+// end, whatever the outcome.
+func (a *Agent) restartPlan(ctx context.Context, d *Deploy, log zerolog.Logger) (*units.Installer, [][]string, func(context.Context), error) {
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
+		return nil, nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
 	}
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	installed, err := a.loadInstalled(d.App)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	if installed == nil {
-		return fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
+		return nil, nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
 	}
 	var only []string
 	if d.Service != "" {
 		s, ok := spec.Services[d.Service]
 		if !ok {
-			return fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
 		}
 		for n := 1; n <= s.Instances; n++ {
 			only = append(only, units.UnitName(d.App, d.Service, n))
@@ -240,20 +263,18 @@ func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logg
 	}
 	in, err := a.installer(ctx, log)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	checks, err := healthChecks(in.Conn, d.App, d.SHA, dir, spec)
+	checks, err := healthChecks(in.Conn, d.App, d.SHA, dir, spec, a.configEnv(d.App))
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	in.Healthy = a.healthy(checks, short(d.SHA), log)
 	restore, err := a.inRotation(in, d.App, []*units.Spec{spec}, log)
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
-	defer restore(ctx)
-	log.Info().Int("batches", len(batches)).Str("service", d.Service).Msg("restart planned")
-	return in.Restart(ctx, d.App, batches)
+	return in, batches, restore, nil
 }
 
 // inRotation adds the app's haproxy drain and ready steps (apps.<app>.haproxy) to in's

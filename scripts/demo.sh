@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # make demo: a local `git push origin main:deploy-production` deploys a sample app, which then
 # runs as systemd services: two instances of a tiny HTTP server, started by the agent over
-# D-Bus. A third version whose health check fails is reverted by the host on its own, and a
-# rolling restart goes through the app's queue. It uses your systemd user manager when one runs, otherwise a private one (as root).
+# D-Bus. A third version whose health check fails is reverted by the host on its own; the
+# app's configuration lives in etcd (Debian's etcd-server, started for the demo), and a
+# change is a health-checked rolling restart, a bad one reverted; a rolling restart goes
+# through the app's queue. It uses your systemd user manager when one runs, otherwise a private one (as root).
 # Everything lives in one work directory and is removed at the end, units included; the agent
 # and the app listen on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in git curl systemctl; do
-  command -v "$tool" >/dev/null || { echo "make demo needs $tool (Debian: apt-get install ${tool/systemctl/systemd})"; exit 1; }
+for tool in git curl systemctl etcd; do
+  command -v "$tool" >/dev/null || { pkg=${tool/systemctl/systemd}; echo "make demo needs $tool (Debian: apt-get install ${pkg/etcd/etcd-server})"; exit 1; }
 done
 bin=$PWD/bin/pushdeploy
 app=hello
@@ -35,6 +37,7 @@ work=$(mktemp -d "$base/pushdeploy-demo.XXXXXX")
 chmod 755 "$work"
 
 agent_pid=""    # the agent, once started
+etcd_pid=""     # the demo's etcd, once started
 manager=""      # user: the invoking user's own user manager; private: one started for the demo
 manager_pid=""  # the private manager's `go run`, while it runs
 sd_env=()       # what systemctl --user needs to reach the manager
@@ -46,6 +49,7 @@ sc() { env ${sd_env[@]+"${sd_env[@]}"} systemctl --user --no-pager "$@"; }
 cleanup() {
   set +e
   if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null; wait "$agent_pid" 2>/dev/null; fi
+  if [ -n "$etcd_pid" ]; then kill "$etcd_pid" 2>/dev/null; wait "$etcd_pid" 2>/dev/null; fi
   if [ "$manager" = user ] && [ -n "$units_written" ]; then
     say "stopping the app and removing the units the demo installed into $unit_dir:"
     printf '    $ %s\n' "systemctl --user stop $app_target; systemctl --user disable $app_target"
@@ -163,7 +167,7 @@ CGO_ENABLED=0 go build -trimpath -o "$work/hello/bin/hello" ./scripts/demo/hello
 echo "1" > "$work/hello/VERSION"
 ln -s bin/hello "$work/hello/start"
 cat > "$work/hello/service.json" <<JSON
-{"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": $port, "health": {"http": "/health"}}}}
+{"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": $port, "health": {"http": "/health", "healthy_deadline": "10s"}}}}
 JSON
 git_ -C "$work/hello" init -q
 git_ -C "$work/hello" add -A
@@ -172,6 +176,7 @@ say "repo $work/hello: bin/hello (the built artifact), VERSION, start -> bin/hel
 say "and service.json, which says what the release runs:"
 run cat "$work/hello/service.json"
 say "service web: 2 instances of bin/hello, instance n on PORT=$port+n-1, health at /health"
+say "(an instance not healthy within 10s fails the rollout)"
 say "(deploys ship what was built and tested; nothing is built on the host)"
 
 step "2. A bare \"origin\" whose post-receive hook sends signed GitHub-format webhooks"
@@ -181,7 +186,28 @@ git_ init -q --bare "$work/origin.git"
 git -C "$work/origin.git" config uploadpack.allowReachableSHA1InWant true
 say "secret: $work/secret (HMAC-SHA256; never logged)"
 
-step "3. The agent: config and start"
+step "3. etcd, which holds the app's configuration"
+eport=$(free_port_pair)
+printf '    $ %s\n' "etcd --data-dir $work/etcd --listen-client-urls http://127.0.0.1:$eport … &"
+etcd --name demo --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:$eport" --advertise-client-urls "http://127.0.0.1:$eport" \
+  --listen-peer-urls "http://127.0.0.1:$((eport + 1))" --initial-advertise-peer-urls "http://127.0.0.1:$((eport + 1))" \
+  --initial-cluster "demo=http://127.0.0.1:$((eport + 1))" >"$work/etcd.log" 2>&1 9>&- &
+etcd_pid=$!
+export ETCDCTL_ENDPOINTS=http://127.0.0.1:$eport
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$eport/health" >/dev/null && break
+  kill -0 "$etcd_pid" 2>/dev/null || { cat "$work/etcd.log"; exit 1; }
+  sleep 0.1
+done
+say "etcd $(etcd --version | head -n 1 | cut -d' ' -f3) on 127.0.0.1:$eport (ETCDCTL_ENDPOINTS, which pushdeploy env reads too)"
+say "the app's configuration: one typed JSON document per app and environment, a key per leaf"
+run "$bin" env set "$app/production" greeting=hi workers=4 secret.api_token=t0ps3cret
+run "$bin" env get "$app/production"
+say "what the agent will render for the app's units (secrets masked here, not in the file):"
+run "$bin" env get "$app/production" --env
+
+step "4. The agent: config and start"
 {
   cat <<YAML
 listen: 127.0.0.1:0
@@ -202,6 +228,8 @@ apps:
     remote: file://$work/origin.git
     secret_file: $work/secret
     keep_releases: 5
+etcd:
+  endpoints: ["http://127.0.0.1:$eport"]
 YAML
 } > "$work/agent.yaml"
 sed 's/^/    /' "$work/agent.yaml"
@@ -246,6 +274,12 @@ expect_deploy() {
   run "$bin" history "$app" "$id" --config "$work/agent.yaml"
   exit 1
 }
+# newest_id prints the id of the app's newest record; after_id waits until a newer one exists.
+newest_id() { "$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p'; }
+after_id() {
+  for _ in $(seq 300); do [ "$(newest_id)" != "$1" ] && return; sleep 0.1; done
+  say "no new record after 30s"; exit 1
+}
 # answers curls every instance.
 answers() {
   for i in 1 2; do
@@ -253,7 +287,7 @@ answers() {
   done
 }
 
-step "4. git push origin main:deploy-production"
+step "5. git push origin main:deploy-production"
 git_ -C "$work/hello" remote add origin "$work/origin.git"
 git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
 expect_deploy succeeded
@@ -278,7 +312,7 @@ say "every instance answers, with version 1:"
 run curl -s "http://127.0.0.1:$port/health"
 answers
 
-step "5. A second version: only the change is fetched, the instances restart one by one"
+step "6. A second version: only the change is fetched, the instances restart one by one"
 echo "2" > "$work/hello/VERSION"
 git_ -C "$work/hello" commit -qam "hello, version 2"
 git_ -C "$work/hello" push -q origin main:deploy-production 2>&1 | sed 's/^/    /'
@@ -297,10 +331,10 @@ run "$bin" releases list "$app" --config "$work/agent.yaml"
 say "unchanged files are the same inode in both releases (one object on disk):"
 run stat -c '%i %h %n' "$work"/data/apps/"$app"/releases/*/bin/hello
 
-step "6. Proof: every file re-hashed against the git tree"
+step "7. Proof: every file re-hashed against the git tree"
 run "$bin" releases check "$app" --config "$work/agent.yaml"
 
-step "7. A late webhook for version 1 is refused as stale: no rollback by accident"
+step "8. A late webhook for version 1 is refused as stale: no rollback by accident"
 v1=$(git -C "$work/hello" rev-parse HEAD~1)
 printf '%s %s refs/heads/deploy-production\n' 0000000000000000000000000000000000000000 "$v1" |
   (cd "$work/origin.git" && "$bin" hooks post-receive --repo demo/hello --secret-file "$work/secret" --url "http://127.0.0.1:$aport/webhook/$app") | sed 's/^/    /'
@@ -309,7 +343,7 @@ run "$bin" history "$app" --config "$work/agent.yaml" -n 1
 run cat "$work/data/apps/$app/current/VERSION"
 answers
 
-step "8. A third version whose health check fails: the host reverts to version 2 by itself"
+step "9. A third version whose health check fails: the host reverts to version 2 by itself"
 echo "3" > "$work/hello/VERSION"
 cat > "$work/hello/service.json" <<JSON
 {"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": $port,
@@ -332,12 +366,36 @@ run cat "$work/data/apps/$app/current/VERSION"
 say "both instances answer version 2:"
 answers
 
-step "9. A rolling restart of the current release, health-checked, through the app's queue"
+step "10. A configuration change in etcd: a health-checked rolling restart; a bad one reverted"
+before=$(newest_id)
+run "$bin" env set "$app/production" greeting="hello from etcd"
+after_id "$before"
+expect_deploy succeeded
+say "the agent saw the change (after 1s of quiet), wrote the environment file and restarted"
+say "the instances batch by batch, each health-checked: a record of kind config"
+run "$bin" history "$app" --config "$work/agent.yaml" -n 1
+answers
+run ls -l "$work/data/apps/$app/config/env"
+say "now a mistyped setting: hello's /health answers 503 when DB_URL is not a postgres:// URL"
+before=$(newest_id)
+run "$bin" env set "$app/production" db_url=mysql://db.internal/app
+after_id "$before"
+expect_deploy failed
+id=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
+printf '    $ %s\n' "pushdeploy history $app $id | sed -n 's/^error *//p' | fold -s -w 100"
+"$bin" history "$app" "$id" --config "$work/agent.yaml" 2>&1 | sed -n 's/^error *//p' | grep -v '^ *$' | fold -s -w 100 | sed 's/^/    /'
+say "instance 1 was unhealthy on it: the previous environment file came back, instance 1"
+say "restarted on it and checked healthy; instance 2 was never touched. Both still answer:"
+answers
+say "and the bad configuration is not applied again until etcd holds another one:"
+run "$bin" env unset "$app/production" db_url
+
+step "11. A rolling restart of the current release, health-checked, through the app's queue"
 run "$bin" restart "$app" --config "$work/agent.yaml"
 run "$bin" history "$app" --config "$work/agent.yaml" -n 3
 answers
 
-step "10. Stop the agent (SIGTERM drains); state stays readable from disk"
+step "12. Stop the agent (SIGTERM drains); state stays readable from disk"
 kill "$agent_pid"; wait "$agent_pid" 2>/dev/null || true; agent_pid=""
 run "$bin" status "$app" --config "$work/agent.yaml"
 say "the services belong to systemd, not to the agent: they keep running without it:"

@@ -67,6 +67,11 @@ type Installer struct {
 	// putting previous units back it is logged and the batch restarts anyway, since the
 	// host must not stay on the failed units.
 	BeforeBatch func(ctx context.Context, batch []string) error
+	// BeforeRevert, when set, is called once when a failed Deploy starts putting prev back,
+	// before any instance restarts on the old units: whatever else the old units read (an
+	// environment file) must be back first. Its error is reported with the revert's, and the
+	// revert goes on.
+	BeforeRevert func(ctx context.Context) error
 }
 
 // Installed is what is installed for an app. The caller stores it (as JSON) between deploys
@@ -220,6 +225,11 @@ func (in *Installer) revert(ctx context.Context, app string, prev, next *Install
 	ctx = context.WithoutCancel(ctx)
 	in.log("deploy failed, putting previous units back", "app", app, "error", cause.Error())
 	var errs, sick []error
+	if in.BeforeRevert != nil {
+		if err := in.BeforeRevert(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("before revert: %w", err))
+		}
+	}
 	for _, batch := range done {
 		for _, unit := range batch {
 			if !slices.Contains(prev.Instances, unit) {

@@ -139,22 +139,23 @@ func (in *Installer) halt(app string, prev, next *Installed, done [][]string, ca
 // Outcomes: nil when every batch restarted and was healthy; otherwise an error naming the
 // failed batch (wrapping an *InstanceError or the health hook's error) and saying that the
 // later batches were not restarted. Nothing is put back: every instance runs the same
-// units as before. Cancelling ctx stops before the next batch.
-func (in *Installer) Restart(ctx context.Context, app string, batches [][]string) error {
+// units as before. Cancelling ctx stops before the next batch. It returns how many batches
+// it (re)started, the failed one included, so that a caller that changed what the units
+// read (an environment file) knows which to restart again once it is put back.
+func (in *Installer) Restart(ctx context.Context, app string, batches [][]string) (int, error) {
 	for i, batch := range batches {
 		if err := context.Cause(ctx); err != nil {
-			return fmt.Errorf("restart units of %s: stopped before batch %d of %d: %w", app, i+1, len(batches), err)
+			return i, fmt.Errorf("restart units of %s: stopped before batch %d of %d: %w", app, i+1, len(batches), err)
 		}
 		in.log("batch started", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
-		err := in.before(ctx, batch)
-		if err == nil {
-			err = in.rollBatch(ctx, batch, in.Healthy)
+		if err := in.before(ctx, batch); err != nil {
+			return i, fmt.Errorf("restart units of %s: batch %d of %d: %w; restart halted, later batches not restarted", app, i+1, len(batches), err)
 		}
-		if err != nil {
-			return fmt.Errorf("restart units of %s: batch %d of %d: %w; restart halted, later batches not restarted", app, i+1, len(batches), err)
+		if err := in.rollBatch(ctx, batch, in.Healthy); err != nil {
+			return i + 1, fmt.Errorf("restart units of %s: batch %d of %d: %w; restart halted, later batches not restarted", app, i+1, len(batches), err)
 		}
 		in.log("batch healthy", "app", app, "batch", i+1, "of", len(batches), "instances", batch)
 	}
 	in.log("units restarted", "app", app, "batches", len(batches))
-	return nil
+	return len(batches), nil
 }

@@ -140,9 +140,23 @@ func TestInstaller_Deploy_unhealthyBatch(t *testing.T) {
 		before.batches = append(before.batches, batch)
 		return nil
 	}
+	// BeforeRevert runs once, after the failed batch and before the first reverted one.
+	beforeRevertAt := -1
+	h.in.BeforeRevert = func(context.Context) error {
+		before.mu.Lock()
+		defer before.mu.Unlock()
+		if beforeRevertAt >= 0 {
+			t.Error("BeforeRevert called twice")
+		}
+		beforeRevertAt = len(before.batches)
+		return nil
+	}
 	got, err := h.in.Deploy(t.Context(), "shop", v2.files, v2.instances, v2.target, prev)
-	h.in.BeforeBatch = nil
+	h.in.BeforeBatch, h.in.BeforeRevert = nil, nil
 	t.Logf("deploy error: %v", err)
+	if beforeRevertAt != 2 {
+		t.Errorf("BeforeRevert called after %d batches, want 2 (the rollout's, before the revert's)", beforeRevertAt)
+	}
 	if !errors.Is(err, sick) || !strings.Contains(err.Error(), "batch 2 of 2: health check: GET /health: status 503") {
 		t.Fatalf("error: got %v, want the second batch's health check", err)
 	}
@@ -220,8 +234,8 @@ func TestInstaller_Restart(t *testing.T) {
 	old := pids()
 	var healthy hookLog
 	h.in.Healthy = healthy.hook(h, t, nil)
-	if err := h.in.Restart(t.Context(), "shop", pairs(v1.instances)); err != nil {
-		t.Fatal(err)
+	if n, err := h.in.Restart(t.Context(), "shop", pairs(v1.instances)); err != nil || n != 2 {
+		t.Fatalf("restart: got %d batches, %v; want 2, nil", n, err)
 	}
 	for i, pid := range pids() {
 		if pid == 0 || pid == old[i] {
@@ -236,9 +250,9 @@ func TestInstaller_Restart(t *testing.T) {
 
 	old = pids()
 	h.in.Healthy = func(context.Context, []string) error { return errors.New("sick") }
-	err := h.in.Restart(t.Context(), "shop", pairs(v1.instances))
-	if err == nil || !strings.Contains(err.Error(), "batch 1 of 2: health check: sick; restart halted") {
-		t.Fatalf("error: got %v, want the first batch's health check and the halt", err)
+	n, err := h.in.Restart(t.Context(), "shop", pairs(v1.instances))
+	if err == nil || !strings.Contains(err.Error(), "batch 1 of 2: health check: sick; restart halted") || n != 1 {
+		t.Fatalf("error: got %d batches restarted, %v; want 1 and the first batch's health check and the halt", n, err)
 	}
 	if now := pids(); now[2] != old[2] || now[3] != old[3] {
 		t.Errorf("second batch restarted after the first failed: MainPIDs %v, then %v", old, now)

@@ -1,6 +1,9 @@
 // Command hello is the sample app `make demo` deploys: it answers / with the version in the
-// VERSION file of its release and /health with ok, on 127.0.0.1:$PORT; any other path is
-// 404, so a release whose health check asks for another path never becomes healthy.
+// VERSION file of its release (and $GREETING, from its configuration in etcd, when set) and
+// /health with ok, on 127.0.0.1:$PORT; any other path is 404, so a release whose health
+// check asks for another path never becomes healthy. A $DB_URL that is set but not a
+// postgres:// URL makes /health answer 503, as an app given a mistyped setting would: the
+// demo and the tests use it to show a bad configuration change being reverted.
 package main
 
 import (
@@ -28,9 +31,20 @@ func main() {
 		port = "8080"
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	greeting := ""
+	if g := os.Getenv("GREETING"); g != "" {
+		greeting = " (greeting: " + g + ")"
+	}
+	dbURL, dbSet := os.LookupEnv("DB_URL")
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		if dbSet && !strings.HasPrefix(dbURL, "postgres://") {
+			http.Error(w, "DB_URL: want a postgres:// URL", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintf(w, "hello from version %s\n", version)
+		fmt.Fprintf(w, "hello from version %s%s\n", version, greeting)
 	})
 	srv := &http.Server{Addr: "127.0.0.1:" + port, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	log.Fatal(srv.ListenAndServe())
