@@ -16,7 +16,7 @@ import (
 )
 
 // configStore opens a renv store on etcd for the test to change the app's document with.
-func configStore(t *testing.T, e *testenv.Etcd) *renv.Store {
+func configStore(t testing.TB, e *testenv.Etcd) *renv.Store {
 	t.Helper()
 	s, err := renv.Open(renv.Config{Endpoints: e.Endpoints})
 	if err != nil {
@@ -28,7 +28,7 @@ func configStore(t *testing.T, e *testenv.Etcd) *renv.Store {
 
 // setConfig sets dotted keys of web/production to JSON values in one transaction and
 // returns the revision.
-func setConfig(t *testing.T, s *renv.Store, kv ...string) int64 {
+func setConfig(t testing.TB, s *renv.Store, kv ...string) int64 {
 	t.Helper()
 	_, rev, err := s.Update(t.Context(), "web", "production", func(l renv.Leaves) error {
 		for i := 0; i < len(kv); i += 2 {

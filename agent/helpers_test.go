@@ -26,7 +26,7 @@ const testSecret = "s3cret-for-tests"
 
 // fixture is a running agent deploying app "web" from a bare repo served over file://.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	cfg    *Config
 	agent  *Agent
 	repo   *testenv.Repo
@@ -38,13 +38,13 @@ type fixture struct {
 }
 
 // newFixture writes a config (adjusted by edit), opens and runs an agent.
-func newFixture(t *testing.T, edit func(*Config)) *fixture {
+func newFixture(t testing.TB, edit func(*Config)) *fixture {
 	t.Helper()
 	return newTunedFixture(t, edit, nil)
 }
 
 // newTunedFixture is newFixture with tune applied to the agent before it opens.
-func newTunedFixture(t *testing.T, edit func(*Config), tune func(*Agent)) *fixture {
+func newTunedFixture(t testing.TB, edit func(*Config), tune func(*Agent)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")

@@ -24,7 +24,7 @@ var (
 
 // helloBinary builds the demo's sample HTTP server once: a static binary a release can run
 // under the hardened units, as a real app would ship.
-func helloBinary(t *testing.T) string {
+func helloBinary(t testing.TB) string {
 	t.Helper()
 	helloOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "hello-bin-")
@@ -48,7 +48,7 @@ func helloBinary(t *testing.T) string {
 }
 
 // dataDirOutsideTmp is a data directory the services can see: PrivateTmp hides /tmp.
-func dataDirOutsideTmp(t *testing.T) string {
+func dataDirOutsideTmp(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
 	if err != nil {
@@ -60,7 +60,7 @@ func dataDirOutsideTmp(t *testing.T) string {
 }
 
 // freePorts finds n consecutive free ports on 127.0.0.1.
-func freePorts(t *testing.T, n int) int {
+func freePorts(t testing.TB, n int) int {
 	t.Helper()
 	for base := 21000 + os.Getpid()%2000*8; base < 60000; base += n {
 		ok := true

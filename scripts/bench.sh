@@ -3,9 +3,34 @@
 # agent against `git clone --depth 1`, on a generated 10,000-file repository served over
 # loopback. Prints a table and writes .bench/results.json; flags go to scripts/bench
 # (go run ./scripts/bench -h). Every process and temporary directory it makes is removed.
+# Then what a configuration change in etcd costs (BenchmarkAgent_configChange: a real
+# systemd user manager, which needs root here, and an in-process etcd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x bin/pushdeploy ]; then
   make build
 fi
-exec go run ./scripts/bench "$@"
+go run ./scripts/bench "$@"
+
+changes=5
+echo
+echo "configuration change in etcd → environment file → health-checked rolling restart"
+echo "(go test ./agent -bench BenchmarkAgent_configChange -benchtime ${changes}x: 2 instances of the"
+echo " demo's hello server, one per batch, HTTP check every 100ms, min_healthy_time 300ms, debounce 200ms)"
+out=$(go test -run '^$' -bench 'BenchmarkAgent_configChange$' -benchtime "${changes}x" ./agent 2>&1) || { printf '%s\n' "$out" | tail -30; exit 1; }
+line=$(printf '%s\n' "$out" | grep '^BenchmarkAgent_configChange' || true)
+if [ -z "$line" ]; then
+  printf '%s\n' "$out" | grep -E 'SKIP|skip' | head -3
+  echo "(skipped: see above)"
+  exit 0
+fi
+metric() { printf '%s\n' "$line" | awk -v unit="$1" '{for (i = 2; i < NF; i++) if ($(i+1) == unit) printf "%g\n", $i}'; }
+printf '\n%-58s %s\n' "metric" "pushdeploy"
+printf '%-58s %s\n' "------" "----------"
+printf '%-58s %s ms\n' "5. env set -> first instance answering with the new value" "$(metric set-to-first-ms)"
+printf '%-58s %s ms\n' "5. env set -> every batch restarted and healthy" "$(metric rollout-ms)"
+printf '%-58s %s\n' "5. etcd round trips per push deploy" "$(metric etcd-reads/deploy)"
+printf '%-58s %s\n' "5. etcd round trips per change, by the agent" "$(metric etcd-ops/change)"
+echo
+echo "Averages over $changes changes. The first instance answers after the debounce, one read of the"
+echo "document, the environment file and one restart; the rollout adds each batch's health check."

@@ -91,6 +91,9 @@ func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
 	if d.FetchBytes > 0 {
 		row("fetched", fmt.Sprintf("%d bytes", d.FetchBytes))
 	}
+	if d.ConfigRev > 0 {
+		row("config", fmt.Sprintf("etcd revision %d (from %s)", d.ConfigRev, d.ConfigSource))
+	}
 	row("note", d.Note)
 	row("error", d.Error)
 	if err := tw.Flush(); err != nil {
