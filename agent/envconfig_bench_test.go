@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -30,9 +29,7 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	hello := helloBinary(b)
 	port := freePorts(b, 2)
 	f := newFixture(b, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(b)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 300 * time.Millisecond}
+		onSystemd(b, c, sd, 300*time.Millisecond)
 		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints}
 		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
 	})

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,9 +86,7 @@ func TestAgent_config(t *testing.T) {
 	hello := helloBinary(t)
 	port := freePorts(t, 2)
 	f := newFixture(t, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(t)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 300 * time.Millisecond}
+		onSystemd(t, c, sd, 300*time.Millisecond)
 		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: time.Second}
 		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
 	})

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -145,9 +144,7 @@ func TestAgent_haproxy(t *testing.T) {
 	hap := testenv.StartHAProxy(t, "be_web", servers)
 	const settle, minHealthy = 300 * time.Millisecond, 300 * time.Millisecond
 	f := newFixture(t, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(t)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
+		onSystemd(t, c, sd, settle)
 		c.Apps["web"].HAProxy = &HAProxyConfig{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
 	})
 	ha := &restart.HAProxy{Socket: hap.Socket}

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,9 +19,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 	hello := helloBinary(t)
 	port := freePorts(t, 2)
 	f := newFixture(t, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(t)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 200 * time.Millisecond}
+		onSystemd(t, c, sd, 200*time.Millisecond)
 	})
 	deploy := func(version string) string {
 		t.Helper()

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -57,9 +56,7 @@ func TestAgent_rollout(t *testing.T) {
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
 	f := newFixture(t, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(t)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 300 * time.Millisecond}
+		onSystemd(t, c, sd, 300*time.Millisecond)
 	})
 	const timing = `"timeout": "200ms", "interval": "100ms", "min_healthy_time": "300ms"`
 	deploy := func(version, healthPath, deadline string) (*Deploy, int) {

@@ -59,6 +59,14 @@ func dataDirOutsideTmp(t testing.TB) string {
 	return dir
 }
 
+// onSystemd points c at the test's systemd user manager, with a data dir its services can
+// see, and the instances' settle time.
+func onSystemd(t testing.TB, c *Config, sd *testenv.Systemd, settle time.Duration) {
+	c.DataDir = dataDirOutsideTmp(t)
+	c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
+		JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
+}
+
 // freePorts finds n consecutive free ports on 127.0.0.1.
 func freePorts(t testing.TB, n int) int {
 	t.Helper()
@@ -96,9 +104,7 @@ func TestAgent_services(t *testing.T) {
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
 	f := newFixture(t, func(c *Config) {
-		c.DataDir = dataDirOutsideTmp(t)
-		c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
-			JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: 500 * time.Millisecond}
+		onSystemd(t, c, sd, 500*time.Millisecond)
 	})
 	deploy := func(version, command string) *Deploy {
 		t.Helper()
