@@ -26,6 +26,7 @@ type AppStatus struct {
 	Active  *Deploy          `json:"active,omitempty"` // under way
 	Queued  *Deploy          `json:"queued,omitempty"` // waiting
 	Last    *Deploy          `json:"last,omitempty"`   // the newest finished
+	Config  *ConfigStatus    `json:"config,omitempty"` // with etcd: the configuration in place
 	Agent   bool             `json:"agent_running"`    // false when read from disk
 }
 
@@ -93,6 +94,7 @@ func (l *Local) Status(_ context.Context, only string) ([]AppStatus, error) {
 				}
 			}
 		}
+		st.Config = configStatus(l.cfg, name)
 		hist, err := l.state.History(name, 50)
 		if err != nil {
 			return nil, err

@@ -224,6 +224,35 @@ func (a *Agent) loadBad(app string) (*badConfig, error) {
 	return &b, nil
 }
 
+// ConfigStatus is what `pushdeploy status` says of an app's configuration from etcd.
+type ConfigStatus struct {
+	Doc      string    `json:"doc"`               // app/env in etcd
+	Rev      int64     `json:"rev,omitempty"`     // the last good configuration's revision
+	Fetched  time.Time `json:"fetched,omitzero"`  // when it was read
+	BadRev   int64     `json:"bad_rev,omitempty"` // a configuration reverted as unhealthy
+	BadWhy   string    `json:"bad_reason,omitempty"`
+	BadSince time.Time `json:"bad_at,omitzero"`
+}
+
+// configStatus reads the app's last good and last reverted configuration from disk; nil
+// when the agent has no etcd section.
+func configStatus(cfg *Config, app string) *ConfigStatus {
+	ac := cfg.Apps[app]
+	if cfg.Etcd == nil || ac == nil || ac.Config == nil {
+		return nil
+	}
+	st := &ConfigStatus{Doc: ac.Config.Name + "/" + ac.Config.Env}
+	var good appConfig
+	if data, err := os.ReadFile(filepath.Join(envDir(cfg.DataDir, app), "good.json")); err == nil && json.Unmarshal(data, &good) == nil {
+		st.Rev, st.Fetched = good.Rev, good.Fetched
+	}
+	var bad badConfig
+	if data, err := os.ReadFile(filepath.Join(envDir(cfg.DataDir, app), "bad.json")); err == nil && json.Unmarshal(data, &bad) == nil {
+		st.BadRev, st.BadWhy, st.BadSince = bad.Rev, bad.Reason, bad.At
+	}
+	return st
+}
+
 // configEnv is the app's environment file as NAME=value pairs, for command health checks;
 // nil without one.
 func (a *Agent) configEnv(app string) []string {

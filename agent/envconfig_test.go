@@ -163,6 +163,9 @@ func TestAgent_config(t *testing.T) {
 		t.Errorf("environment file after the revert:\n%s\nwant the previous one:\n%s", now, good)
 	}
 	answers("hello from version 1 (greeting: hello)")
+	if st := configStatus(f.cfg, "web"); st == nil || st.Rev != c.ConfigRev || st.BadRev != bad.ConfigRev || !strings.Contains(st.BadWhy, "DB_URL") {
+		t.Errorf("status: got %+v, want good revision %d and reverted revision %d with its reason", st, c.ConfigRev, bad.ConfigRev)
+	}
 
 	// A push while etcd holds the bad configuration deploys with the last good one, after
 	// one round trip to etcd.
@@ -232,5 +235,28 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 	}
 	if _, err := os.Stat(envFile); err == nil {
 		t.Error("an environment file was written with etcd down and no cache")
+	}
+}
+
+// TestAgent_configTLS reads the configuration from an etcd that requires TLS client
+// certificates, with the files named in the agent's etcd section.
+func TestAgent_configTLS(t *testing.T) {
+	e := testenv.StartEtcdTLS(t)
+	store, err := renv.Open(renv.Config{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	setConfig(t, store, "greeting", `"over tls"`)
+	f := newFixture(t, func(c *Config) {
+		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, CAFile: e.CACert, CertFile: e.Cert, KeyFile: e.Key}
+	})
+	d := f.pushAndDeploy(f.commit("1"))
+	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" {
+		t.Fatalf("deploy: got %s %q from %q, want succeeded with etcd's configuration", d.Status, d.Error, d.ConfigSource)
+	}
+	env, err := os.ReadFile(envFilePath(f.cfg.DataDir, "web"))
+	if err != nil || !strings.Contains(string(env), "\nGREETING=\"over tls\"\n") {
+		t.Errorf("environment file: got %q, %v; want GREETING from etcd", env, err)
 	}
 }

@@ -61,6 +61,17 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 		} else {
 			fmt.Fprintf(tw, "  current\tnone\n")
 		}
+		if c := s.Config; c != nil {
+			switch {
+			case c.Rev > 0:
+				fmt.Fprintf(tw, "  config\t%s\tetcd revision %d\tread %s\n", c.Doc, c.Rev, c.Fetched.Local().Format(time.DateTime))
+			default:
+				fmt.Fprintf(tw, "  config\t%s\tnone rolled out yet\n", c.Doc)
+			}
+			if c.BadRev > 0 {
+				fmt.Fprintf(tw, "  reverted\t%s\tetcd revision %d\tat %s\t%s\n", c.Doc, c.BadRev, c.BadSince.Local().Format(time.DateTime), oneLine(c.BadWhy))
+			}
+		}
 		for _, row := range []struct {
 			label string
 			d     *agent.Deploy
