@@ -387,7 +387,10 @@ printf '    $ %s\n' "pushdeploy history $app $id | sed -n 's/^error *//p' | fold
 say "instance 1 was unhealthy on it: the previous environment file came back, instance 1"
 say "restarted on it and checked healthy; instance 2 was never touched. Both still answer:"
 answers
-say "and the bad configuration is not applied again until etcd holds another one:"
+say "status shows the configuration in place and the one reverted, with the reason:"
+printf '    $ %s\n' "pushdeploy status $app | cut -c1-160"
+"$bin" status "$app" --config "$work/agent.yaml" 2>&1 | cut -c1-160 | sed 's/^/    /'
+say "the bad configuration is not applied again until etcd holds another one:"
 run "$bin" env unset "$app/production" db_url
 
 step "11. A rolling restart of the current release, health-checked, through the app's queue"
