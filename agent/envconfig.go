@@ -66,9 +66,13 @@ func render(ac *AppConfig, leaves renv.Leaves, rev int64) (*appConfig, error) {
 	return &appConfig{Rev: rev, Fetched: time.Now().UTC(), Leaves: leaves, Hash: hex.EncodeToString(sum[:]), Env: env, Source: "etcd"}, nil
 }
 
-// reservedNames refuses keys that would override what pushdeploy sets per instance: the
+// bashReadOnly are the variables bash refuses to set: a deploy script that sources the
+// environment file (PUSHDEPLOY_ENV_FILE) with `set -a; . FILE` would fail on them.
+var bashReadOnly = map[string]bool{"UID": true, "EUID": true, "PPID": true, "SHELLOPTS": true, "BASHOPTS": true, "BASH_VERSINFO": true}
+
+// reservedNames refuses keys that would override what pushdeploy sets per instance (the
 // environment file comes after the units' Environment=, so a key "port" would give every
-// instance the same PORT.
+// instance the same PORT), and names bash cannot set.
 func reservedNames(leaves renv.Leaves) error {
 	var errs []error
 	for _, key := range leaves.Keys() {
@@ -76,8 +80,11 @@ func reservedNames(leaves renv.Leaves) error {
 		if err != nil {
 			continue // RenderEnv said so
 		}
-		if name == "PORT" || strings.HasPrefix(name, "PUSHDEPLOY_") {
+		switch {
+		case name == "PORT" || strings.HasPrefix(name, "PUSHDEPLOY_"):
 			errs = append(errs, fmt.Errorf("key %s: %s is set by pushdeploy for each instance; use another name", renv.Dotted(key), name))
+		case bashReadOnly[name]:
+			errs = append(errs, fmt.Errorf("key %s: %s is read-only in bash, which scripts source this file with; use another name", renv.Dotted(key), name))
 		}
 	}
 	return errors.Join(errs...)

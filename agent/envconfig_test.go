@@ -260,3 +260,25 @@ func TestAgent_configTLS(t *testing.T) {
 		t.Errorf("environment file: got %q, %v; want GREETING from etcd", env, err)
 	}
 }
+
+func TestReservedNames(t *testing.T) {
+	tests := []struct {
+		doc, wantErr string
+	}{
+		{`{"db": {"port": 5432}, "workers": 4}`, ""},
+		{`{"port": 8080}`, "key port: PORT is set by pushdeploy for each instance"},
+		{`{"pushdeploy": {"sha": "x"}}`, "key pushdeploy.sha: PUSHDEPLOY_SHA is set by pushdeploy"},
+		{`{"secret": {"uid": "1"}}`, "key secret.uid: UID is read-only in bash"},
+		{`{"ppid": 1}`, "key ppid: PPID is read-only in bash"},
+	}
+	for _, tt := range tests {
+		l, err := renv.Flatten([]byte(tt.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = reservedNames(l)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("%s: got %v, want %q", tt.doc, err, tt.wantErr)
+		}
+	}
+}
