@@ -204,12 +204,14 @@ func TestAgent_config(t *testing.T) {
 func TestAgent_configWithoutEtcd(t *testing.T) {
 	e := testenv.StartEtcdServer(t) // killed below: an embedded etcd takes seconds to close
 	store := configStore(t, e)
+	// Set before the agent starts: its watcher's first read must not find an empty, valid
+	// document, which it would roll out (and cache) as the app's configuration.
+	setConfig(t, store, "db.host name", `"x"`)
 	f := newFixture(t, func(c *Config) {
 		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
 	})
 	envFile := envFilePath(f.cfg.DataDir, "web")
 
-	setConfig(t, store, "db.host name", `"x"`)
 	d := f.pushAndDeploy(f.commit("1"))
 	if d.Status != StatusFailed || !strings.Contains(d.Error, "db.host name") {
 		t.Errorf("deploy with a bad key: got %s %q, want failed naming the key", d.Status, d.Error)
