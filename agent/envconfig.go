@@ -189,16 +189,9 @@ func (a *Agent) saveGood(app string, cfg *appConfig) error {
 // loadGood reads the last good configuration; nil when there is none. Its environment file
 // is rendered again, so a cache written by an older agent renders by today's rules.
 func (a *Agent) loadGood(app string) (*appConfig, error) {
-	data, err := os.ReadFile(filepath.Join(envDir(a.cfg.DataDir, app), "good.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read cached configuration of %s: %w", app, err)
-	}
 	var c appConfig
-	if err := json.Unmarshal(data, &c); err != nil {
-		return nil, fmt.Errorf("read cached configuration of %s: %w", app, err)
+	if ok, err := readJSON(filepath.Join(envDir(a.cfg.DataDir, app), "good.json"), &c); !ok || err != nil {
+		return nil, err
 	}
 	cfg, err := render(a.apps[app].cfg, c.Leaves, c.Rev)
 	if err != nil {
@@ -217,18 +210,26 @@ func (a *Agent) saveBad(app string, cfg *appConfig, reason string) error {
 }
 
 func (a *Agent) loadBad(app string) (*badConfig, error) {
-	data, err := os.ReadFile(filepath.Join(envDir(a.cfg.DataDir, app), "bad.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read reverted configuration of %s: %w", app, err)
-	}
 	var b badConfig
-	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("read reverted configuration of %s: %w", app, err)
+	if ok, err := readJSON(filepath.Join(envDir(a.cfg.DataDir, app), "bad.json"), &b); !ok || err != nil {
+		return nil, err
 	}
 	return &b, nil
+}
+
+// readJSON decodes the file at p into v; false, nil when there is no such file.
+func readJSON(p string, v any) (bool, error) {
+	data, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err == nil {
+		err = json.Unmarshal(data, v)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", p, err)
+	}
+	return true, nil
 }
 
 // ConfigStatus is what `pushdeploy status` says of an app's configuration from etcd.
@@ -250,11 +251,11 @@ func configStatus(cfg *Config, app string) *ConfigStatus {
 	}
 	st := &ConfigStatus{Doc: ac.Config.Name + "/" + ac.Config.Env}
 	var good appConfig
-	if data, err := os.ReadFile(filepath.Join(envDir(cfg.DataDir, app), "good.json")); err == nil && json.Unmarshal(data, &good) == nil {
+	if ok, _ := readJSON(filepath.Join(envDir(cfg.DataDir, app), "good.json"), &good); ok {
 		st.Rev, st.Fetched = good.Rev, good.Fetched
 	}
 	var bad badConfig
-	if data, err := os.ReadFile(filepath.Join(envDir(cfg.DataDir, app), "bad.json")); err == nil && json.Unmarshal(data, &bad) == nil {
+	if ok, _ := readJSON(filepath.Join(envDir(cfg.DataDir, app), "bad.json"), &bad); ok {
 		st.BadRev, st.BadWhy, st.BadSince = bad.Rev, bad.Reason, bad.At
 	}
 	return st

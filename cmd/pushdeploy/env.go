@@ -335,14 +335,9 @@ func newEnvGetCmd(f *envFlags) *cobra.Command {
 					return err
 				}
 			}
-			s, doc, store, err := f.openDoc(cmd, args[0])
+			doc, leaves, err := f.readDoc(cmd, args[0])
 			if err != nil {
 				return err
-			}
-			defer store.Close()
-			leaves, _, err := store.Get(cmd.Context(), doc.app, doc.env)
-			if err != nil {
-				return s.explain(err)
 			}
 			if !showSecrets {
 				leaves = leaves.Masked()
@@ -388,14 +383,9 @@ func newEnvExportCmd(f *envFlags) *cobra.Command {
 			"--show-secrets; import refuses a masked export, so export with --show-secrets to copy secrets.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, doc, store, err := f.openDoc(cmd, args[0])
+			doc, leaves, err := f.readDoc(cmd, args[0])
 			if err != nil {
 				return err
-			}
-			defer store.Close()
-			leaves, _, err := store.Get(cmd.Context(), doc.app, doc.env)
-			if err != nil {
-				return s.explain(err)
 			}
 			if n := maskedCount(leaves); n > 0 && !showSecrets {
 				leaves = leaves.Masked()
@@ -470,4 +460,18 @@ func (f *envFlags) openDoc(cmd *cobra.Command, arg string) (*envSettings, envDoc
 		return nil, envDoc{}, nil, err
 	}
 	return s, doc, store, nil
+}
+
+// readDoc reads the document named by arg, for the commands that only print it.
+func (f *envFlags) readDoc(cmd *cobra.Command, arg string) (envDoc, renv.Leaves, error) {
+	s, doc, store, err := f.openDoc(cmd, arg)
+	if err != nil {
+		return envDoc{}, nil, err
+	}
+	defer store.Close()
+	leaves, _, err := store.Get(cmd.Context(), doc.app, doc.env)
+	if err != nil {
+		return envDoc{}, nil, s.explain(err)
+	}
+	return doc, leaves, nil
 }

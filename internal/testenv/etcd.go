@@ -208,19 +208,12 @@ func StartEtcdServer(t testing.TB) *Etcd {
 // serves), or the process exits.
 func waitEtcdHealth(client string, exited <-chan struct{}) bool {
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := hc.Get(client + "/health"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		select {
-		case <-exited:
+	return waitReady(exited, func() bool {
+		resp, err := hc.Get(client + "/health")
+		if err != nil {
 			return false
-		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	return false
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }

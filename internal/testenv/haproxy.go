@@ -145,18 +145,10 @@ backend %s
 
 // waitHAProxySocket waits until the admin socket answers `show info`, or haproxy exits.
 func waitHAProxySocket(sock string, exited <-chan struct{}) bool {
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if answer, err := haproxyCommand(sock, "show info"); err == nil && strings.Contains(answer, "Name: HAProxy") {
-			return true
-		}
-		select {
-		case <-exited:
-			return false
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	return false
+	return waitReady(exited, func() bool {
+		answer, err := haproxyCommand(sock, "show info")
+		return err == nil && strings.Contains(answer, "Name: HAProxy")
+	})
 }
 
 // waitHAProxyChecked waits until each of the backend's n servers had its first health

@@ -119,10 +119,21 @@ func StartSSH(t testing.TB) *SSH {
 
 // waitTCP waits until addr accepts connections, or the process behind it exits.
 func waitTCP(addr string, exited <-chan struct{}) bool {
+	return waitReady(exited, func() bool {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// waitReady polls ready every 20ms for at most 10s, until it reports true (true) or the
+// server's process exits (false).
+func waitReady(exited <-chan struct{}, ready func() bool) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-			c.Close()
+		if ready() {
 			return true
 		}
 		select {
