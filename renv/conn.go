@@ -1,6 +1,7 @@
 package renv
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -247,12 +248,27 @@ func (s *Store) Close() error {
 }
 
 // etcd returns the client, creating it if needed: with a username, creating it
-// authenticates, which waits for etcd up to the dial timeout.
-func (s *Store) etcd() (*clientv3.Client, error) {
+// authenticates, which waits for etcd up to the dial timeout, the request timeout or the
+// end of ctx, whichever comes first.
+func (s *Store) etcd(ctx context.Context) (*clientv3.Client, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client == nil {
-		c, err := clientv3.New(s.cc)
+		ctx, cancel := context.WithTimeout(ctx, s.timeout)
+		defer cancel()
+		// The client outlives ctx: ctx may cut short only its creation (clientv3.New
+		// waits for the login on the client's own context).
+		base, abort := context.WithCancel(context.Background())
+		stop := context.AfterFunc(ctx, abort)
+		cc := s.cc
+		cc.Context = base
+		c, err := clientv3.New(cc)
+		if !stop() { // ctx ended first: the client, if any, is being cancelled
+			if c != nil {
+				c.Close()
+			}
+			return nil, fmt.Errorf("connect to etcd: %w", s.classify(ctx.Err()))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("connect to etcd: %w", s.classify(err))
 		}

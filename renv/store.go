@@ -70,12 +70,12 @@ func (s *Store) Get(ctx context.Context, app, env string) (Leaves, int64, error)
 // read reads every key under prefix at rev (0: the latest) and returns the leaves, the
 // revision, and each leaf's create revision.
 func (s *Store) read(ctx context.Context, prefix string, rev int64) (Leaves, int64, map[string]int64, error) {
-	c, err := s.etcd()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	c, err := s.etcd(ctx)
 	if err != nil {
 		return nil, 0, nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	s.op("get")
 	resp, err := c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
 	if err != nil {
@@ -163,12 +163,12 @@ func (s *Store) Update(ctx context.Context, app, env string, change func(Leaves)
 
 // txn commits If(cmps).Then(ops) and reports whether it applied and at which revision.
 func (s *Store) txn(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (bool, int64, error) {
-	c, err := s.etcd()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	c, err := s.etcd(ctx)
 	if err != nil {
 		return false, 0, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	s.op("txn")
 	resp, err := c.Txn(ctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
@@ -190,12 +190,12 @@ func (s *Store) Nuke(ctx context.Context, app, env string) (int64, error) {
 	if err := checkName("env", env); env != "" && err != nil {
 		return 0, fmt.Errorf("delete config: %w", err)
 	}
-	c, err := s.etcd()
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	c, err := s.etcd(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("delete config %s from etcd: %w", name, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	s.op("delete")
 	resp, err := c.Delete(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {

@@ -128,7 +128,7 @@ func (w *watch) resync(ctx context.Context) error {
 // follow watches the document from w.last.Rev+1 and delivers its changes until the
 // watch ends, fails or stops answering, or ctx ends.
 func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
-	c, err := w.s.etcd()
+	c, err := w.s.etcd(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("watch config %s: %w", w.name, err)
 	}

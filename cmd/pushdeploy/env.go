@@ -150,6 +150,9 @@ func (f *envFlags) settings(cmd *cobra.Command) (*envSettings, error) {
 		case name == s.renv.Username:
 			password = s.renv.Password // the same user as a lower layer: keep its password
 		}
+		if password == "" { // etcd's client would not log in, and etcd would say "user name is empty"
+			return nil, fmt.Errorf("--user %s: no password: give NAME:PASSWORD or set %s", name, envVarEtcdctlPassword)
+		}
 		s.renv.Username, s.renv.Password = name, password
 	}
 	if err := s.renv.Validate(); err != nil {
