@@ -13,12 +13,12 @@ import (
 	"sync"
 	"time"
 
-	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/rollout/systemd"
 )
 
 // DefaultShutdownGrace is how long a deploy under way may go on after the agent is asked
@@ -45,7 +45,7 @@ type Agent struct {
 	renv    *renv.Store // nil when the agent has no etcd section
 
 	sdMu sync.Mutex
-	sd   *sddbus.Conn // opened by the first deploy that starts services
+	sd   *systemd.Manager // opened by the first operation that starts services
 
 	web, admin     *http.Server
 	webLn, adminLn net.Listener

@@ -15,8 +15,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pushdeploy/pushdeploy/haproxy"
 	"github.com/pushdeploy/pushdeploy/release"
-	"github.com/pushdeploy/pushdeploy/restart"
 )
 
 // Defaults for settings the configuration file may leave out.
@@ -86,7 +86,7 @@ type AppConfig struct {
 
 // HAProxyConfig puts an app's instances out of haproxy's rotation around their restarts:
 // each instance is a server of Backend named by the Server template ({service}, {instance},
-// {port}; see restart.ServerName), drained (at most DrainTimeout) before it restarts and set
+// {port}; see haproxy.ServerName), drained (at most DrainTimeout) before it restarts and set
 // ready once it is healthy.
 type HAProxyConfig struct {
 	Socket       string        `yaml:"socket"`
@@ -365,12 +365,12 @@ func (a *AppConfig) validate(field string) []error {
 		}
 		if h.Backend == "" {
 			bad("haproxy.backend", "missing: the backend that holds the app's servers")
-		} else if err := restart.CheckName(h.Backend); err != nil {
+		} else if err := haproxy.CheckName(h.Backend); err != nil {
 			bad("haproxy.backend", "%v", err)
 		}
 		if h.Server == "" {
 			bad("haproxy.server", "missing: the server name template, e.g. web{instance}")
-		} else if _, err := restart.ServerName(h.Server, "web", 1, 3000); err != nil {
+		} else if _, err := haproxy.ServerName(h.Server, "web", 1, 3000); err != nil {
 			bad("haproxy.server", "%v", err)
 		}
 		if h.DrainTimeout < 0 {

@@ -4,12 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/rs/zerolog"
 
-	"github.com/pushdeploy/pushdeploy/units"
+	"github.com/pushdeploy/pushdeploy/rollout"
 )
 
 // preparedEnv is the environment file a deploy or rollback rolls out with its release.
@@ -56,6 +55,9 @@ func (p *preparedEnv) restore() error {
 	p.once.Do(func() { p.undoErr = p.undo() })
 	return p.undoErr
 }
+
+// putBack is restore for the rollout engine's Plan.PutBack.
+func (p *preparedEnv) putBack(context.Context) error { return p.restore() }
 
 // fail is the error of a deploy that failed after the environment file was written: the
 // previous file is back, for the release that keeps running.
@@ -107,6 +109,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return err
 	}
 	d.SHA, d.Previous = cur, cur
+	old := a.configEnv(ac.name)
 	undo, changed, err := a.writeEnv(ac.name, cfg)
 	if err == nil && changed && cur == "" {
 		d.Note = "environment file written; no release yet"
@@ -121,7 +124,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return a.saveGood(ac.name, cfg)
 	}
 	log.Info().Int64("rev", cfg.Rev).Int("keys", len(cfg.Leaves)).Msg("environment file written")
-	in, batches, release, err := a.restartPlan(ctx, d, log)
+	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(ac.name), old, true, log)
 	if errors.Is(err, ErrNothingToDo) {
 		d.Note = "environment file written; no services running to restart"
 		return a.saveGood(ac.name, cfg)
@@ -129,37 +132,31 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 	if err != nil {
 		return errors.Join(err, undo())
 	}
-	defer release(ctx)
+	// A failed batch takes the rollout engine's one revert path: the previous file back,
+	// then every batch restarted so far restarted on it, the failed one first, each checked.
+	plan.PutBack = func(context.Context) error {
+		log.Warn().Int64("rev", cfg.Rev).Msg("configuration unhealthy: putting the previous one back")
+		return undo()
+	}
 	set(StatusStarting)
-	log.Info().Int("batches", len(batches)).Msg("restart planned")
-	if n, err := in.Restart(ctx, d.App, batches); err != nil {
-		return a.revertConfig(ctx, d, cfg, in, batches[:n], undo, err, log)
+	log.Info().Int("batches", len(plan.Batches)).Msg("restart planned")
+	err = eng.Restart(ctx, plan)
+	if err == nil {
+		return a.saveGood(ac.name, cfg)
 	}
-	return a.saveGood(ac.name, cfg)
-}
-
-// revertConfig puts the previous environment file back after cause failed the last of done,
-// and restarts done on it, the failed batch first.
-func (a *Agent) revertConfig(ctx context.Context, d *Deploy, cfg *appConfig, in *units.Installer, done [][]string, undo func() error, cause error, log zerolog.Logger) error {
-	ctx = context.WithoutCancel(ctx)
-	log.Warn().Err(cause).Int64("rev", cfg.Rev).Msg("configuration unhealthy: putting the previous one back")
-	errs := []error{fmt.Errorf("configuration at etcd revision %d: %w", cfg.Rev, cause)}
-	if err := undo(); err != nil {
-		return errors.Join(append(errs, err)...)
+	if _, halted := errors.AsType[*rollout.HaltedError](err); halted {
+		return fmt.Errorf("configuration at etcd revision %d: %w", cfg.Rev, err)
 	}
-	var sick []error
-	for _, batch := range slices.Backward(done) {
-		if _, err := in.Restart(ctx, d.App, [][]string{batch}); err != nil {
-			sick = append(sick, err)
-		}
+	// Put back: the configuration is remembered as bad and not applied again.
+	cause := err
+	if re, ok := errors.AsType[*rollout.RevertedError](err); ok {
+		cause = re.Cause
+		err = fmt.Errorf("configuration at etcd revision %d reverted: previous environment file put back, %d batch(es) restarted on it and healthy; cause: %w", cfg.Rev, re.Batches, re.Cause)
+	} else {
+		err = fmt.Errorf("configuration at etcd revision %d: %w", cfg.Rev, err)
 	}
-	if err := a.saveBad(d.App, cfg, cause.Error()); err != nil {
-		errs = append(errs, err)
+	if serr := a.saveBad(d.App, cfg, cause.Error()); serr != nil {
+		err = errors.Join(err, serr)
 	}
-	if len(sick) > 0 {
-		errs = append(errs, fmt.Errorf("previous configuration put back, but not healthy: %w", errors.Join(sick...)))
-		return errors.Join(errs...)
-	}
-	errs[0] = fmt.Errorf("configuration at etcd revision %d reverted: previous environment file put back, %d batch(es) restarted on it and healthy; cause: %w", cfg.Rev, len(done), cause)
-	return errors.Join(errs...)
+	return err
 }

@@ -152,7 +152,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 		}
 	}
 	set(StatusStarting)
-	if err := a.startServices(ctx, d, rel, env.restore, log); err != nil {
+	if err := a.startServices(ctx, d, rel, env.putBack, log); err != nil {
 		return env.fail(err)
 	}
 	if _, err := a.store.Activate(d.App, d.SHA); err != nil {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/haproxy"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
-	"github.com/pushdeploy/pushdeploy/restart"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -69,7 +69,7 @@ type stateWatch struct {
 	polls   int
 }
 
-func watchStates(t *testing.T, ha *restart.HAProxy, backend string, servers []string) *stateWatch {
+func watchStates(t *testing.T, ha *haproxy.Client, backend string, servers []string) *stateWatch {
 	ctx, cancel := context.WithCancel(t.Context())
 	w := &stateWatch{cancel: cancel, drained: map[string]time.Time{}, up: map[string]time.Time{}}
 	w.wg.Go(func() {
@@ -80,10 +80,10 @@ func watchStates(t *testing.T, ha *restart.HAProxy, backend string, servers []st
 					continue
 				}
 				now := time.Now()
-				if _, ok := w.drained[s]; !ok && admin == restart.StateDrain {
+				if _, ok := w.drained[s]; !ok && admin == haproxy.StateDrain {
 					w.drained[s] = now
 				}
-				if _, ok := w.drained[s]; ok && w.up[s].IsZero() && admin == restart.StateReady && oper == "up" {
+				if _, ok := w.drained[s]; ok && w.up[s].IsZero() && admin == haproxy.StateReady && oper == "up" {
 					w.up[s] = now
 				}
 			}
@@ -147,7 +147,7 @@ func TestAgent_haproxy(t *testing.T) {
 		onSystemd(t, c, sd, settle)
 		c.Apps["web"].HAProxy = &HAProxyConfig{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
 	})
-	ha := &restart.HAProxy{Socket: hap.Socket}
+	ha := &haproxy.Client{Socket: hap.Socket}
 	deploy := func(version, healthPath string) *Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
@@ -162,7 +162,7 @@ func TestAgent_haproxy(t *testing.T) {
 		t.Helper()
 		for _, s := range names {
 			admin, oper, err := ha.State(t.Context(), "be_web", s)
-			if err != nil || admin != restart.StateReady || oper != "up" {
+			if err != nil || admin != haproxy.StateReady || oper != "up" {
 				t.Errorf("%s: server %s: got %s/%s (%v), want ready/up", when, s, admin, oper, err)
 			}
 		}
@@ -187,12 +187,12 @@ func TestAgent_haproxy(t *testing.T) {
 	if l.sent == 0 || l.failed != 0 {
 		t.Errorf("version 2 under load: %d of %d requests failed, want 0: %v", l.failed, l.sent, l.errs)
 	}
-	conn, err := f.agent.systemd(t.Context())
+	eng, err := f.agent.engine(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, s := range names {
-		st, err := unitState(conn, units.UnitName("web", "web", i+1))(t.Context())
+		st, err := eng.Manager.State(t.Context(), units.UnitName("web", "web", i+1))
 		if err != nil {
 			t.Fatal(err)
 		}

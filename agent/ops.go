@@ -166,7 +166,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 		return err
 	}
 	set(StatusStarting)
-	if err := a.startServices(ctx, d, rels[i], env.restore, log); err != nil {
+	if err := a.startServices(ctx, d, rels[i], env.putBack, log); err != nil {
 		return env.fail(err)
 	}
 	if _, err := a.store.Activate(d.App, d.SHA); err != nil {

@@ -43,7 +43,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 			}
 		}
 	}
-	conn, err := f.agent.systemd(t.Context())
+	eng, err := f.agent.engine(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 		t.Helper()
 		var out []uint32
 		for n := 1; n <= 2; n++ {
-			st, err := unitState(conn, units.UnitName("web", "web", n))(t.Context())
+			st, err := eng.Manager.State(t.Context(), units.UnitName("web", "web", n))
 			if err != nil {
 				t.Fatal(err)
 			}

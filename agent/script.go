@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 // scriptRun is one run of an app's deploy script.
@@ -25,9 +27,10 @@ type scriptRun struct {
 // scriptPath is the PATH scripts run with: they get a known environment, not the agent's.
 const scriptPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// run execs the script without a shell, in its own process group, and logs each line it
-// prints. It fails if the script exits non-zero, is killed by a signal or outlives its
-// timeout; on timeout or cancellation the whole group gets SIGTERM, then SIGKILL.
+// run execs the script without a shell, in its own process group (procgroup.Run), and logs
+// each line it prints. It fails if the script exits non-zero, is killed by a signal or
+// outlives its timeout; on timeout or cancellation the whole group gets SIGTERM, then
+// SIGKILL; whatever it leaves in its group is killed when it exits.
 func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 	if s.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -37,11 +40,8 @@ func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 	cmd := exec.CommandContext(ctx, s.Argv[0], append(append([]string{}, s.Argv[1:]...), s.Args...)...)
 	cmd.Dir = s.Dir
 	cmd.Env = append([]string{scriptPath, "LANG=C.UTF-8"}, s.Env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = 5 * time.Second
+	cmd.WaitDelay = 5 * time.Second // after SIGTERM to the group, then SIGKILL
 	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -50,16 +50,11 @@ func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 		for sc.Scan() {
 			log.Info().Str("line", sc.Text()).Msg("script output")
 		}
-		io.Copy(io.Discard, pr)
+		_, _ = io.Copy(io.Discard, pr) // past an over-long line: drain, so the script never blocks
 	}()
 	start := time.Now()
-	err := cmd.Start()
-	if err == nil {
-		log.Info().Strs("argv", cmd.Args).Msg("script started")
-		err = cmd.Wait()
-		// Whatever the script left running in its group goes with it.
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	}
+	log.Info().Strs("argv", cmd.Args).Msg("script starting")
+	err := procgroup.Run(cmd, pw, syscall.SIGTERM)
 	pw.Close()
 	<-done
 	if err == nil {

@@ -6,88 +6,40 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 
-	sddbus "github.com/coreos/go-systemd/v22/dbus"
-	"github.com/godbus/dbus/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/rollout"
+	"github.com/pushdeploy/pushdeploy/rollout/systemd"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
-// systemd returns the connection to the configured manager, opened at the first deploy that
-// needs it: an agent whose apps ship no service.json never needs a manager.
-func (a *Agent) systemd(ctx context.Context) (*sddbus.Conn, error) {
+// engine returns the rollout engine on the configured manager, connected at the first
+// operation that needs it: an agent whose apps ship no service.json never needs a manager.
+func (a *Agent) engine(ctx context.Context) (*rollout.Engine, error) {
 	a.sdMu.Lock()
 	defer a.sdMu.Unlock()
-	if a.sd != nil {
-		return a.sd, nil
-	}
-	cfg := a.cfg.Systemd
-	var conn *sddbus.Conn
-	var err error
-	switch {
-	case cfg.Bus != "":
-		conn, err = sddbus.NewConnection(func() (*dbus.Conn, error) { return dialBus(cfg.Bus) })
-	default:
-		conn, err = sddbus.NewSystemConnectionContext(ctx)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("connect to the systemd %s manager: %w", cfg.Scope, err)
-	}
-	a.sd = conn
-	return conn, nil
-}
-
-// dialBus connects to a D-Bus address as the agent's own user.
-func dialBus(addr string) (*dbus.Conn, error) {
-	c, err := dbus.Dial(addr)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.Auth([]dbus.Auth{dbus.AuthExternal(strconv.Itoa(os.Getuid()))}); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("authenticate to %s: %w", addr, err)
-	}
-	if err := c.Hello(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("hello to %s: %w", addr, err)
-	}
-	return c, nil
-}
-
-// journal reads a unit's last output lines with journalctl, for error messages.
-func (a *Agent) journal(ctx context.Context, unit string, n int) []string {
-	args := []string{"--no-pager", "-q", "-o", "cat", "-n", strconv.Itoa(n)}
-	if a.cfg.Systemd.JournalDir != "" {
-		args = append(args, "-D", a.cfg.Systemd.JournalDir)
-	}
-	if a.cfg.Systemd.Scope == "user" {
-		args = append(args, "--user-unit", unit)
-		if a.cfg.Systemd.JournalDir == "" {
-			args = append(args, "--user")
+	if a.sd == nil {
+		cfg := a.cfg.Systemd
+		m, err := systemd.Open(ctx, systemd.Config{Bus: cfg.Bus, User: cfg.Scope == "user",
+			UnitDir: cfg.UnitDir, JournalDir: cfg.JournalDir})
+		if err != nil {
+			return nil, err
 		}
-	} else {
-		args = append(args, "-u", unit)
+		a.sd = m
 	}
-	out, err := exec.CommandContext(ctx, "journalctl", args...).Output()
-	if err != nil {
-		return nil
-	}
-	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle}, nil
 }
 
 func installedPath(dataDir, app string) string {
 	return filepath.Join(dataDir, "apps", app, "units.json")
 }
 
-func (a *Agent) loadInstalled(app string) (*units.Installed, error) {
+func (a *Agent) loadInstalled(app string) (*rollout.Installed, error) {
 	data, err := os.ReadFile(installedPath(a.cfg.DataDir, app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -95,14 +47,14 @@ func (a *Agent) loadInstalled(app string) (*units.Installed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read installed units of %s: %w", app, err)
 	}
-	var in units.Installed
+	var in rollout.Installed
 	if err := json.Unmarshal(data, &in); err != nil {
 		return nil, fmt.Errorf("read installed units of %s: %w", app, err)
 	}
 	return &in, nil
 }
 
-func (a *Agent) saveInstalled(app string, in *units.Installed) error {
+func (a *Agent) saveInstalled(app string, in *rollout.Installed) error {
 	data, err := json.MarshalIndent(in, "", "  ")
 	if err != nil {
 		return fmt.Errorf("record installed units of %s: %w", app, err)
@@ -110,35 +62,57 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 	return atomicfile.Write(installedPath(a.cfg.DataDir, app), data, 0o644)
 }
 
+// haproxy is the app's place in haproxy for the rollout engine; nil when not configured.
+func (a *Agent) haproxy(app string) *rollout.HAProxy {
+	ap, ok := a.apps[app]
+	if !ok || ap.cfg.HAProxy == nil {
+		return nil
+	}
+	h := ap.cfg.HAProxy
+	return &rollout.HAProxy{Socket: h.Socket, Backend: h.Backend, Server: h.Server, DrainTimeout: h.DrainTimeout}
+}
+
+// previousRelease is the release d replaces, for the plan's revert checks and rotation: nil
+// when there is none or it runs no services. A previous release whose service.json no longer
+// loads is returned with its error, so a revert onto it is reported unverified instead of
+// counted healthy.
+func (a *Agent) previousRelease(d *Deploy, config []string) (*rollout.Release, error) {
+	if d.Previous == "" {
+		return nil, nil
+	}
+	dir := a.store.ReleaseDir(d.App, d.Previous)
+	spec, err := units.Load(dir)
+	if errors.Is(err, units.ErrNoServiceFile) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("previous release %.12s: %w", d.Previous, err)
+	}
+	return &rollout.Release{SHA: d.Previous, Dir: dir, Spec: spec, Config: config}, nil
+}
+
 // startServices installs the release's units and rolls its instances over in health-checked
 // batches (service.json's rollout and health). A release without service.json runs nothing:
-// its files are the deploy. On failure the installer has already put the previous release's
-// units back, restarted and health-checked them (unless a service's auto_revert is off), and
-// the release is marked bad with the reason, unless the agent is stopping.
+// its files are the deploy, and the previous release's services are drained and removed. On
+// failure the engine has already put the previous release's units back, restarted and
+// health-checked them (unless a service's auto_revert is off), and the release is marked
+// bad with the reason, unless the agent is stopping.
 //
-// beforeRevert (may be nil) runs when a failed rollout starts putting the previous release
+// putBack (may be nil) runs when a failed rollout starts putting the previous release
 // back, before any instance restarts on it: it restores the previous environment file.
-func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, beforeRevert func() error, log zerolog.Logger) (err error) {
+func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, putBack func(context.Context) error, log zerolog.Logger) (err error) {
 	prev, err := a.loadInstalled(d.App)
 	if err != nil {
 		return err
 	}
+	config := a.configEnv(d.App)
 	spec, err := units.Load(rel.Dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
 		if prev == nil {
 			log.Info().Msg("no service.json: nothing to start")
 			return nil
 		}
-		// The release no longer runs services: the previous release's must not go on.
-		in, err := a.installer(ctx, log)
-		if err != nil {
-			return err
-		}
-		if err := in.Remove(ctx, prev); err != nil {
-			return err
-		}
-		log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
-		return os.Remove(installedPath(a.cfg.DataDir, d.App))
+		return a.removeServices(ctx, d, prev, config, log)
 	}
 	// From here on a failure is the release's, and it is marked bad, except when the agent
 	// is stopping or cannot reach the manager.
@@ -148,7 +122,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 			return
 		}
 		if merr := a.store.SetMark(d.App, d.SHA, release.Bad, err.Error()); merr != nil {
-			log.Error().Err(merr).Msg("mark release bad")
+			err = errors.Join(err, fmt.Errorf("mark release bad: %w", merr))
 			return
 		}
 		log.Warn().Str("sha", d.SHA).Msg("release marked bad")
@@ -161,44 +135,26 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	if err != nil {
 		return err
 	}
-	in, err := a.installer(ctx, log)
+	eng, err := a.engine(ctx)
 	if err != nil {
 		noManager = true
 		return err
 	}
-	config := a.configEnv(d.App)
-	checks, err := healthChecks(in.Conn, d.App, d.SHA, rel.Dir, spec, config)
+	prevRel, perr := a.previousRelease(d, config)
+	plan, err := eng.Plan(d.App, rollout.Release{SHA: d.SHA, Dir: rel.Dir, Spec: spec, Config: config}, prevRel, a.haproxy(d.App), log)
 	if err != nil {
 		return err
 	}
-	batches := units.Batches(spec, d.App)
-	in.Batches = func([]string) [][]string { return batches }
-	in.Healthy = a.healthy(checks, short(d.SHA), log)
-	in.AutoRevert = autoRevert(spec, d.App)
-	if beforeRevert != nil {
-		in.BeforeRevert = func(context.Context) error { return beforeRevert() }
+	if perr != nil {
+		plan.RevertCheck = rollout.CannotCheck(perr)
 	}
-	specs := []*units.Spec{spec}
-	if d.Previous != "" {
-		// The previous release's instances are checked the same way after a revert.
-		dir := a.store.ReleaseDir(d.App, d.Previous)
-		if pspec, err := units.Load(dir); err == nil {
-			specs = append(specs, pspec)
-			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec, config); err == nil {
-				in.RevertHealthy = a.healthy(pchecks, short(d.Previous), log)
-			}
-		}
-	}
-	restore, err := a.inRotation(in, d.App, specs, log)
-	if err != nil {
-		return err
-	}
-	defer restore(ctx)
-	log.Info().Int("batches", len(batches)).Msg("rollout planned")
-	installed, err := in.Deploy(ctx, d.App, files, units.Instances(spec, d.App), units.TargetName(d.App), prev)
+	plan.PutBack = putBack
+	log.Info().Int("batches", len(plan.Batches)).Msg("rollout planned")
+	next := &rollout.Installed{Files: files, Instances: units.Instances(spec, d.App), Target: units.TargetName(d.App)}
+	installed, err := eng.Deploy(ctx, plan, next, prev)
 	if installed != nil {
-		if serr := a.saveInstalled(d.App, installed); serr != nil && err == nil {
-			err = serr
+		if serr := a.saveInstalled(d.App, installed); serr != nil {
+			err = errors.Join(err, serr)
 		}
 	}
 	if err != nil {
@@ -208,106 +164,82 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	return nil
 }
 
+// removeServices drains and removes the services of the previous release, for a release
+// that no longer has a service.json: the previous release's must not go on.
+func (a *Agent) removeServices(ctx context.Context, d *Deploy, prev *rollout.Installed, config []string, log zerolog.Logger) error {
+	eng, err := a.engine(ctx)
+	if err != nil {
+		return err
+	}
+	plan := &rollout.Plan{App: d.App, Log: log}
+	if prevRel, err := a.previousRelease(d, config); err == nil && prevRel != nil {
+		if plan, err = eng.Plan(d.App, *prevRel, nil, a.haproxy(d.App), log); err != nil {
+			return err
+		}
+	}
+	if err := eng.Remove(ctx, plan, prev); err != nil {
+		return err
+	}
+	log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
+	return os.Remove(installedPath(a.cfg.DataDir, d.App))
+}
+
 // restartServices restarts the installed instances of d's release (of d.Service only, when
 // set) batch after batch as its service.json's rollout says, each batch health-checked and
 // taken out of haproxy's rotation meanwhile.
 func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logger) error {
-	in, batches, restore, err := a.restartPlan(ctx, d, log)
+	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(d.App), nil, false, log)
 	if err != nil {
 		return err
 	}
-	defer restore(ctx)
-	log.Info().Int("batches", len(batches)).Str("service", d.Service).Msg("restart planned")
-	_, err = in.Restart(ctx, d.App, batches)
-	return err
+	log.Info().Int("batches", len(plan.Batches)).Str("service", d.Service).Msg("restart planned")
+	return eng.Restart(ctx, plan)
 }
 
-// restartPlan prepares a rolling restart of the installed instances of d's release (of
-// d.Service only, when set): the installer with its health and rotation hooks, the batches
-// as service.json's rollout says, and what puts haproxy's servers back in rotation at the
-// end, whatever the outcome.
-func (a *Agent) restartPlan(ctx context.Context, d *Deploy, log zerolog.Logger) (*units.Installer, [][]string, func(context.Context), error) {
+// restartPlan plans a rolling restart of the installed instances of d's release (of
+// d.Service only, when set): the batches as service.json's rollout says, checked with
+// config. With reverting, prevConfig is the configuration a failed batch is put back on,
+// which the revert checks see.
+func (a *Agent) restartPlan(ctx context.Context, d *Deploy, config, prevConfig []string, reverting bool, log zerolog.Logger) (*rollout.Engine, *rollout.Plan, error) {
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return nil, nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
+		return nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
 	}
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	installed, err := a.loadInstalled(d.App)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if installed == nil {
-		return nil, nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
+		return nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
 	}
-	var only []string
 	if d.Service != "" {
-		s, ok := spec.Services[d.Service]
-		if !ok {
-			return nil, nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
-		}
-		for n := 1; n <= s.Instances; n++ {
-			only = append(only, units.UnitName(d.App, d.Service, n))
+		if _, ok := spec.Services[d.Service]; !ok {
+			return nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
 		}
 	}
-	var batches [][]string
-	for _, b := range units.Batches(spec, d.App) {
-		b = slices.DeleteFunc(b, func(u string) bool {
-			return !slices.Contains(installed.Instances, u) || (only != nil && !slices.Contains(only, u))
-		})
-		if len(b) > 0 {
-			batches = append(batches, b)
-		}
-	}
-	in, err := a.installer(ctx, log)
+	eng, err := a.engine(ctx)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	checks, err := healthChecks(in.Conn, d.App, d.SHA, dir, spec, a.configEnv(d.App))
+	rel := rollout.Release{SHA: d.SHA, Dir: dir, Spec: spec, Config: config}
+	var prev *rollout.Release
+	if reverting {
+		prev = &rollout.Release{SHA: d.SHA, Dir: dir, Spec: spec, Config: prevConfig}
+	}
+	plan, err := eng.Plan(d.App, rel, prev, a.haproxy(d.App), log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	in.Healthy = a.healthy(checks, short(d.SHA), log)
-	restore, err := a.inRotation(in, d.App, []*units.Spec{spec}, log)
-	if err != nil {
-		return nil, nil, nil, err
+	service := map[string]string{} // instance unit → its service
+	for _, in := range units.InstancesOf(spec, d.App) {
+		service[in.Unit] = in.Service.Name
 	}
-	return in, batches, restore, nil
-}
-
-// inRotation adds the app's haproxy drain and ready steps (apps.<app>.haproxy) to in's
-// hooks, when configured, and returns what puts every server it drained back in rotation
-// at the end, whatever the outcome.
-func (a *Agent) inRotation(in *units.Installer, app string, specs []*units.Spec, log zerolog.Logger) (func(context.Context), error) {
-	ap, ok := a.apps[app]
-	if !ok || ap.cfg.HAProxy == nil {
-		return func(context.Context) {}, nil
-	}
-	r, err := newRotation(ap.cfg.HAProxy, app, specs, log)
-	if err != nil {
-		return nil, err
-	}
-	in.BeforeBatch = r.drain
-	in.Healthy = r.healthy(in.Healthy)
-	in.RevertHealthy = r.healthy(in.RevertHealthy)
-	return r.restore, nil
-}
-
-// installer drives the configured systemd manager for one deploy.
-func (a *Agent) installer(ctx context.Context, log zerolog.Logger) (*units.Installer, error) {
-	conn, err := a.systemd(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return &units.Installer{
-		Dir:     a.cfg.Systemd.UnitDir,
-		Conn:    conn,
-		Journal: a.journal,
-		Settle:  a.cfg.Systemd.Settle,
-		Log: func(msg string, kv ...any) {
-			log.Info().Fields(kv).Msg(msg)
-		},
-	}, nil
+	plan.Only(func(unit string) bool {
+		return slices.Contains(installed.Instances, unit) && (d.Service == "" || service[unit] == d.Service)
+	})
+	return eng, plan, nil
 }

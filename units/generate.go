@@ -142,10 +142,8 @@ func TargetName(app string) string { return "pushdeploy-" + app + ".target" }
 // installer starts, restarts and compares them.
 func Instances(spec *Spec, app string) []string {
 	var names []string
-	for _, name := range sortedKeys(spec.Services) {
-		for i := 1; i <= spec.Services[name].Instances; i++ {
-			names = append(names, UnitName(app, name, i))
-		}
+	for _, i := range InstancesOf(spec, app) {
+		names = append(names, i.Unit)
 	}
 	return names
 }

@@ -99,8 +99,8 @@ func dropIn(spec *Spec, s *Service, opts Options, n int) string {
 		}
 		u.set("ExecStart", execLine(program(argv, s, opts)))
 	}
-	if s.Port > 0 {
-		u.set("Environment", "PORT="+strconv.Itoa(s.Port+n-1))
+	if port := s.InstancePort(n); port > 0 {
+		u.set("Environment", "PORT="+strconv.Itoa(port))
 	}
 	env := mergedEnv(spec, s)
 	for _, k := range sortedKeys(env) {

@@ -67,7 +67,7 @@ type Service struct {
 	Port   int
 	Env    map[string]string
 	Health *Health // nil: no health check, an active unit counts as healthy
-	// Rollout is used by the installer's rolling restart.
+	// Rollout is how the rollout engine replaces the service's instances.
 	Rollout Rollout
 	// User runs the service as an existing user; "" means a dynamic user allocated by systemd
 	// for the service's lifetime, which owns nothing else on the host.
@@ -89,7 +89,7 @@ type Service struct {
 }
 
 // Health says how a rollout decides an instance is healthy (the agent turns it into a
-// restart.Spec; see Batches and Installer.Healthy). Exactly one of
+// health.Spec; see package rollout). Exactly one of
 // HTTP, TCP and Command is set.
 type Health struct {
 	HTTP    string   // a path such as "/healthz", fetched from 127.0.0.1:PORT; 2xx is healthy

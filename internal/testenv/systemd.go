@@ -1,10 +1,14 @@
 package testenv
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -113,6 +117,40 @@ func (s *Systemd) Systemctl(t testing.TB, args ...string) string {
 		t.Fatalf("systemctl --user %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// SyncJournal makes the manager's journald write out everything it has received
+// (usermanager.Manager.SyncJournal): the Sync of a rollout/systemd.Config (or an sdbus.JournalConfig) for this manager.
+func (s *Systemd) SyncJournal(ctx context.Context) error { return s.m.SyncJournal(ctx) }
+
+// PauseJournal stops the manager's journald (SIGSTOP) until resume is called, or the test
+// ends: lines sent meanwhile wait in its sockets, and are attributed to a unit only if
+// their sender still runs when journald goes on, which makes journald's race with a
+// process that exits at once certain.
+func (s *Systemd) PauseJournal(t testing.TB) (resume func()) {
+	t.Helper()
+	var pid int
+	for _, p := range s.m.Processes() {
+		if comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.PID)); err == nil && string(comm) == "systemd-journal\n" {
+			pid = p.PID
+		}
+	}
+	if pid == 0 {
+		t.Fatal("pause journald: no systemd-journald among the manager's processes")
+	}
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("pause journald: %v", err)
+	}
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				t.Errorf("resume journald: %v", err)
+			}
+		})
+	}
+	t.Cleanup(resume)
+	return resume
 }
 
 // JournalLines returns the last n journal messages of unit, oldest first, as `journalctl

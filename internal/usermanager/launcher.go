@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/godbus/dbus/v5"
+
+	"github.com/pushdeploy/pushdeploy/internal/sdbus"
 )
 
 // launcher runs inside `unshare -m --propagation private`, so its mounts are private.
@@ -119,7 +121,7 @@ func (m *Manager) waitRunning(deadline time.Time) error {
 		default:
 		}
 		if conn == nil {
-			c, err := dialBus(m.BusAddress)
+			c, err := sdbus.Dial(m.BusAddress)
 			if err != nil {
 				continue
 			}

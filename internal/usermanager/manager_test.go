@@ -83,7 +83,7 @@ func TestStart_ownDir(t *testing.T) {
 	}
 	var journal string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		m.syncJournal()
+		m.SyncJournal(t.Context())
 		out, _ := exec.Command("journalctl", "-D", m.JournalDir, "--user-unit", "hello.service", "-o", "cat", "--no-pager", "-q").Output()
 		if journal = string(out); strings.Contains(journal, "hello from the unit") {
 			break

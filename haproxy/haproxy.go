@@ -1,4 +1,4 @@
-package restart
+package haproxy
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 	"time"
 )
 
-// DefaultHAProxyTimeout bounds one admin-socket command when HAProxy.Timeout is zero.
-const DefaultHAProxyTimeout = 5 * time.Second
+// DefaultTimeout bounds one admin-socket command when Client.Timeout is zero.
+const DefaultTimeout = 5 * time.Second
 
 // haproxyPoll is how often Drain and WaitUp ask haproxy again.
 const haproxyPoll = 100 * time.Millisecond
@@ -32,17 +32,17 @@ var ErrDrainTimeout = errors.New("sessions still open after the drain timeout")
 // server is not ready and UP in haproxy when its timeout ends.
 var ErrNotUp = errors.New("server not up in haproxy")
 
-// HAProxy talks to haproxy's admin socket (a `stats socket … level admin`) to take one
+// Client talks to haproxy's admin socket (a `stats socket … level admin`) to take one
 // server of a backend out of rotation around its restart and put it back.
 //
 // Each command is one connection: connect, write the command and a newline, read the
 // answer until haproxy closes. Backend and server names are checked against what haproxy
 // allows in a name (CheckName) before they go into a command, so no value can add a
 // second command.
-type HAProxy struct {
+type Client struct {
 	// Socket is the path of the admin socket.
 	Socket string
-	// Timeout bounds each command (connect, write, read); zero means DefaultHAProxyTimeout.
+	// Timeout bounds each command (connect, write, read); zero means DefaultTimeout.
 	Timeout time.Duration
 }
 
@@ -60,7 +60,7 @@ const (
 // SetState sets the server's administrative state to StateReady, StateDrain or StateMaint.
 // haproxy answers nothing when it did so; any answer ("No such backend.", "No such
 // server.", "Permission denied", …) is returned as an error quoting it.
-func (h *HAProxy) SetState(ctx context.Context, backend, server, state string) error {
+func (h *Client) SetState(ctx context.Context, backend, server, state string) error {
 	if err := checkServer(backend, server); err != nil {
 		return fmt.Errorf("set state of haproxy server: %w", err)
 	}
@@ -82,7 +82,7 @@ func (h *HAProxy) SetState(ctx context.Context, backend, server, state string) e
 // Ready puts the server back in rotation (SetState ready). haproxy sends it traffic once
 // its own health check also finds it up, which after a restart may take up to rise checks:
 // WaitUp waits for that.
-func (h *HAProxy) Ready(ctx context.Context, backend, server string) error {
+func (h *Client) Ready(ctx context.Context, backend, server string) error {
 	return h.SetState(ctx, backend, server, StateReady)
 }
 
@@ -94,7 +94,7 @@ func (h *HAProxy) Ready(ctx context.Context, backend, server string) error {
 //   - the error of SetState or of a stat query, or the context's error.
 //
 // The server stays in drain whatever Drain returns: the caller puts it back with Ready.
-func (h *HAProxy) Drain(ctx context.Context, backend, server string, timeout time.Duration) error {
+func (h *Client) Drain(ctx context.Context, backend, server string, timeout time.Duration) error {
 	if err := h.SetState(ctx, backend, server, StateDrain); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func (h *HAProxy) Drain(ctx context.Context, backend, server string, timeout tim
 // WaitUp waits until haproxy has the server ready and operationally up (its health check
 // passing), asking every 100ms. It returns nil then, an error wrapping ErrNotUp with the
 // last state seen when timeout ends first, or the error of a query or the context.
-func (h *HAProxy) WaitUp(ctx context.Context, backend, server string, timeout time.Duration) error {
+func (h *Client) WaitUp(ctx context.Context, backend, server string, timeout time.Duration) error {
 	if err := checkServer(backend, server); err != nil {
 		return fmt.Errorf("wait for haproxy server: %w", err)
 	}
@@ -144,7 +144,7 @@ func (h *HAProxy) WaitUp(ctx context.Context, backend, server string, timeout ti
 
 // Sessions returns the number of sessions the server is handling now (the scur column of
 // `show stat`): requests under way, not idle keep-alive connections.
-func (h *HAProxy) Sessions(ctx context.Context, backend, server string) (int, error) {
+func (h *Client) Sessions(ctx context.Context, backend, server string) (int, error) {
 	if err := checkServer(backend, server); err != nil {
 		return 0, fmt.Errorf("count sessions of haproxy server: %w", err)
 	}
@@ -158,7 +158,7 @@ func (h *HAProxy) Sessions(ctx context.Context, backend, server string) (int, er
 // Status returns the server's status as `show stat` and the stats page show it: "UP",
 // "DOWN", "DRAIN", "MAINT", "NOLB", "no check", or a transition such as "UP 1/2"
 // (going down) or "MAINT (via b/s)". A drained server whose check fails shows "DOWN".
-func (h *HAProxy) Status(ctx context.Context, backend, server string) (string, error) {
+func (h *Client) Status(ctx context.Context, backend, server string) (string, error) {
 	if err := checkServer(backend, server); err != nil {
 		return "", fmt.Errorf("get status of haproxy server: %w", err)
 	}
@@ -173,7 +173,7 @@ func (h *HAProxy) Status(ctx context.Context, backend, server string) (string, e
 // (whether forced, inherited from a tracked server or from a failed name resolution), and
 // its operational state, "up", "down", "starting" or "stopping" (as its health check
 // sees it), from `show servers state`.
-func (h *HAProxy) State(ctx context.Context, backend, server string) (admin, oper string, err error) {
+func (h *Client) State(ctx context.Context, backend, server string) (admin, oper string, err error) {
 	if err := checkServer(backend, server); err != nil {
 		return "", "", fmt.Errorf("get state of haproxy server: %w", err)
 	}
@@ -185,7 +185,7 @@ func (h *HAProxy) State(ctx context.Context, backend, server string) (admin, ope
 }
 
 // state is State for names already checked.
-func (h *HAProxy) state(ctx context.Context, backend, server string) (admin, oper string, err error) {
+func (h *Client) state(ctx context.Context, backend, server string) (admin, oper string, err error) {
 	answer, err := h.command(ctx, "show servers state "+backend)
 	if err != nil {
 		return "", "", err
@@ -202,7 +202,7 @@ type serverStat struct {
 
 // stat reads the server's row of `show stat <backend> 4 -1` (the backend's servers only),
 // for names already checked.
-func (h *HAProxy) stat(ctx context.Context, backend, server string) (serverStat, error) {
+func (h *Client) stat(ctx context.Context, backend, server string) (serverStat, error) {
 	answer, err := h.command(ctx, "show stat "+backend+" 4 -1")
 	if err != nil {
 		return serverStat{}, err
@@ -300,13 +300,13 @@ func parseServersState(answer, backend, server string) (admin, oper string, err 
 
 // command sends one command and returns haproxy's whole answer. The connection is bounded
 // by h.Timeout and by ctx.
-func (h *HAProxy) command(ctx context.Context, cmd string) (string, error) {
+func (h *Client) command(ctx context.Context, cmd string) (string, error) {
 	if strings.ContainsAny(cmd, "\r\n;") {
 		return "", fmt.Errorf("haproxy command %q: holds a newline or ';'", cmd) // callers check names: a bug
 	}
 	timeout := h.Timeout
 	if timeout <= 0 {
-		timeout = DefaultHAProxyTimeout
+		timeout = DefaultTimeout
 	}
 	d := net.Dialer{Timeout: timeout}
 	c, err := d.DialContext(ctx, "unix", h.Socket)

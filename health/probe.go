@@ -1,4 +1,4 @@
-package restart
+package health
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 // Probe checks one instance once. Check returns nil when the instance answered as a healthy
@@ -44,9 +46,6 @@ const (
 	bodyExcerpt = 200
 	// outputTail is how much of a failed command's output (the end) its error quotes.
 	outputTail = 512
-	// killGrace bounds how long a command probe waits for the output of a process that
-	// escaped its process group (setsid) once the group is gone.
-	killGrace = 500 * time.Millisecond
 )
 
 // defaultPath is the search path for a bare command name when env has no PATH: systemd's
@@ -206,38 +205,11 @@ func (p *commandProbe) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer r.Close()
 	cmd := exec.CommandContext(ctx, path, p.argv[1:]...)
 	cmd.Args[0] = p.argv[0]
 	cmd.Dir, cmd.Env = p.dir, p.env
-	// The pipe is an *os.File, so Wait returns when the process exits, not when every
-	// holder of the pipe has closed it: the group is killed first, then the output read.
-	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return killGroup(cmd.Process.Pid) }
-	err = cmd.Start()
-	w.Close()
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
 	out := &tail{max: outputTail}
-	read := make(chan struct{})
-	go func() {
-		defer close(read)
-		_, _ = io.Copy(out, r) // the output only decorates the error: a read error cuts it short
-	}()
-	werr := cmd.Wait()
-	_ = killGroup(cmd.Process.Pid) // what the command left in its group; it fails only on EPERM, which cannot be for our own child
-	select {
-	case <-read:
-	case <-time.After(killGrace):
-		r.Close() // a process outside the group holds the pipe: stop reading
-		<-read
-	}
+	werr := procgroup.Run(cmd, out, syscall.SIGKILL)
 	if ctx.Err() != nil {
 		return probeErr(ctx, what, limit, ctx.Err())
 	}
@@ -279,14 +251,6 @@ func (p *commandProbe) lookPath() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("%s not found in %s", name, search)
-}
-
-// killGroup kills the process group led by pid; a group that is gone already is no error.
-func killGroup(pid int) error {
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return err
-	}
-	return nil
 }
 
 // timeLeft is how long ctx gives a check, for the "timed out after" message; zero when ctx

@@ -1,4 +1,4 @@
-package restart
+package health
 
 import (
 	"cmp"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 func TestHTTPProbe_Check(t *testing.T) {
@@ -194,7 +196,7 @@ sleep 30
 	if !errors.Is(err, ErrTimeout) || !strings.HasSuffix(err.Error(), "timed out after 300ms") {
 		t.Fatalf("Check: got %v, want timed out after 300ms", err)
 	}
-	if took > timeout+killGrace+time.Second {
+	if took > timeout+procgroup.OutputGrace+time.Second {
 		t.Errorf("Check took %v, want about %v", took, timeout)
 	}
 	for _, f := range []string{shellFile, childFile} {

@@ -1,4 +1,4 @@
-package units
+package systemd_test
 
 import (
 	"context"
@@ -10,16 +10,19 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// testSettle keeps the tests short; TestInstaller_Deploy_rollingRestart uses the default.
-const testSettle = 300 * time.Millisecond
+	"github.com/rs/zerolog"
+
+	"github.com/pushdeploy/pushdeploy/rollout"
+	"github.com/pushdeploy/pushdeploy/rollout/systemd"
+	"github.com/pushdeploy/pushdeploy/units"
+)
 
 func webJSON(instances int) string {
 	return fmt.Sprintf(`{"services": {"web": {"command": "bin/server", "instances": %d, "port": 18000}}}`, instances)
 }
 
-func TestInstaller_Deploy_first(t *testing.T) {
+func TestEngine_Deploy_first(t *testing.T) {
 	t.Parallel()
 	for _, n := range []int{1, 4} {
 		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) {
@@ -28,8 +31,7 @@ func TestInstaller_Deploy_first(t *testing.T) {
 			r := h.release(t, "shop", "v1", webJSON(n), map[string]string{"bin/server": serverScript})
 			got := h.deploy(t, "shop", r, nil)
 
-			want := &Installed{Files: r.files, Instances: r.instances, Target: r.target}
-			if !reflect.DeepEqual(got, want) {
+			if want := r.installed(); !reflect.DeepEqual(got, want) {
 				t.Errorf("installed: got %+v, want %+v", got, want)
 			}
 			if len(r.instances) != n {
@@ -47,10 +49,10 @@ func TestInstaller_Deploy_first(t *testing.T) {
 	}
 }
 
-// TestInstaller_Deploy_rollingRestart deploys a second release over a first one of 4
+// TestEngine_Deploy_rollingRestart deploys a second release over a first one of 4
 // instances and watches the restart: one instance after another, never two down at once.
 // It also reports what a deploy costs next to the service's own start time.
-func TestInstaller_Deploy_rollingRestart(t *testing.T) {
+func TestEngine_Deploy_rollingRestart(t *testing.T) {
 	t.Parallel()
 	h := newHost(t, 0) // DefaultSettle
 	scripts := map[string]string{"bin/server": serverScript}
@@ -69,10 +71,7 @@ func TestInstaller_Deploy_rollingRestart(t *testing.T) {
 	begin = time.Now()
 	h.deploy(t, "shop", v2, prev)
 	second := time.Since(begin)
-	w.stop()
-	if w.err != nil {
-		t.Fatalf("watch instances: %v", w.err)
-	}
+	w.stop(t)
 	if w.max > 1 {
 		t.Errorf("%d instances down at once during the deploy: %v", w.max, w.at)
 	}
@@ -90,27 +89,26 @@ func TestInstaller_Deploy_rollingRestart(t *testing.T) {
 			t.Errorf("%s: ActiveEnterTimestamp %v not after %v", u, enter, usec(b, "ActiveEnterTimestamp"))
 		}
 		// One after another: each instance started once the one before had settled.
-		if i > 0 && enter.Sub(last) < DefaultSettle {
-			t.Errorf("%s: active %v after %s, want at least Settle %v", u, enter.Sub(last), v2.instances[i-1], DefaultSettle)
+		if i > 0 && enter.Sub(last) < rollout.DefaultSettle {
+			t.Errorf("%s: active %v after %s, want at least Settle %v", u, enter.Sub(last), v2.instances[i-1], rollout.DefaultSettle)
 		}
 		last = enter
 		startOwn += usec(b, "ActiveEnterTimestamp").Sub(usec(b, "InactiveExitTimestamp"))
 		restartOwn += enter.Sub(usec(a, "ActiveExitTimestamp"))
 	}
-	h.checkState(t, "active", v2.instances...)
-	h.checkRunsFrom(t, v2.dir, v2.instances...)
-	checkDisk(t, h.sd.UnitDir, v2.files)
+	h.checkOn(t, v2)
 
-	settle := 4 * DefaultSettle
+	settle := 4 * rollout.DefaultSettle
 	t.Logf("first deploy, 4 instances, Settle %v: %v = settle %v + service start %v (fork, sandbox, exec, summed over instances) + %v pushdeploy and systemd overhead (write, reload, jobs, polls, enable)",
-		DefaultSettle, first.Round(time.Millisecond), settle, startOwn.Round(time.Microsecond), (first - settle - startOwn).Round(time.Millisecond))
+		rollout.DefaultSettle, first.Round(time.Millisecond), settle, startOwn.Round(time.Microsecond), (first - settle - startOwn).Round(time.Millisecond))
 	t.Logf("second deploy, 4 restarts, Settle %v: %v = settle %v + service stop and start %v + %v overhead",
-		DefaultSettle, second.Round(time.Millisecond), settle, restartOwn.Round(time.Microsecond), (second - settle - restartOwn).Round(time.Millisecond))
+		rollout.DefaultSettle, second.Round(time.Millisecond), settle, restartOwn.Round(time.Microsecond), (second - settle - restartOwn).Round(time.Millisecond))
 }
 
-// TestInstaller_Deploy_failure deploys a release whose command exits at once: the deploy
-// fails with the instance's output, and the host is back on the previous units.
-func TestInstaller_Deploy_failure(t *testing.T) {
+// TestEngine_Deploy_failure deploys a release whose command exits at once: the deploy
+// fails with the instance's last journal lines, as the adapter's own Journal reads them,
+// and the host is back on the previous units.
+func TestEngine_Deploy_failure(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -150,7 +148,7 @@ func TestInstaller_Deploy_failure(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHost(t, testSettle)
-			var prev *Installed
+			var prev *rollout.Installed
 			var old rel
 			before := map[string]any{}
 			if tt.old != "" {
@@ -161,17 +159,22 @@ func TestInstaller_Deploy_failure(t *testing.T) {
 				}
 			}
 			r := h.release(t, "shop", "v2", tt.new, map[string]string{"bin/server": tt.script})
-			got, err := h.in.Deploy(t.Context(), "shop", r.files, r.instances, r.target, prev)
+			got, err := h.eng.Deploy(t.Context(), h.plan(t, "shop", r), r.installed(), prev)
 			if err == nil {
 				t.Fatal("deploy succeeded, want an error")
 			}
 			t.Logf("deploy error: %v", err)
-			var ie *InstanceError
-			if !errors.As(err, &ie) || ie.Unit != tt.failed {
+			ie, ok := errors.AsType[*rollout.InstanceError](err)
+			if !ok || ie.Unit != tt.failed {
 				t.Fatalf("error: got %v, want an InstanceError for %s", err, tt.failed)
 			}
-			if !strings.Contains(err.Error(), tt.want) {
+			// The quote is the adapter's journal, whole: the instance's own output and the
+			// manager's lines about it, nothing else, and no error reading it.
+			if !strings.Contains(err.Error(), tt.want) || !strings.Contains(strings.Join(ie.Journal, "\n"), tt.want) {
 				t.Errorf("error does not carry the instance's journal line %q: %v", tt.want, err)
+			}
+			if strings.Contains(err.Error(), "read journal") {
+				t.Errorf("error says the journal could not be read: %v", err)
 			}
 			if got != prev {
 				t.Errorf("installed: got %+v, want the previous %+v", got, prev)
@@ -199,40 +202,34 @@ func TestInstaller_Deploy_failure(t *testing.T) {
 	}
 }
 
-// TestInstaller_Deploy_cancelled cancels a deploy once its first instance runs the new
+// TestEngine_Deploy_cancelled cancels a deploy once its first instance runs the new
 // release, as a shutdown would: the host goes back to the previous release.
-func TestInstaller_Deploy_cancelled(t *testing.T) {
+func TestEngine_Deploy_cancelled(t *testing.T) {
 	t.Parallel()
 	h := newHost(t, testSettle)
-	scripts := map[string]string{"bin/server": serverScript}
-	v1 := h.release(t, "shop", "v1", webJSON(2), scripts)
-	v2 := h.release(t, "shop", "v2", webJSON(2), scripts)
-	prev := h.deploy(t, "shop", v1, nil)
+	v1, v2, prev := h.upgrade(t, 2)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	log := h.in.Log
-	h.in.Log = func(msg string, kv ...any) {
-		log(msg, kv...)
+	p := h.plan(t, "shop", v2)
+	p.Log = p.Log.Hook(zerolog.HookFunc(func(_ *zerolog.Event, _ zerolog.Level, msg string) {
 		if msg == "instance started" {
 			cancel()
 		}
-	}
-	got, err := h.in.Deploy(ctx, "shop", v2.files, v2.instances, v2.target, prev)
+	}))
+	got, err := h.eng.Deploy(ctx, p, v2.installed(), prev)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("error: got %v, want context.Canceled", err)
 	}
 	if got != prev {
 		t.Errorf("installed: got %+v, want the previous %+v", got, prev)
 	}
-	h.checkState(t, "active", v1.instances...)
-	h.checkRunsFrom(t, v1.dir, v1.instances...)
-	checkDisk(t, h.sd.UnitDir, v1.files)
+	h.checkOn(t, v1)
 }
 
-// TestInstaller_Deploy_dropsUnits deploys a release that drops a service and reduces
-// another from 3 instances to 1.
-func TestInstaller_Deploy_dropsUnits(t *testing.T) {
+// TestEngine_Deploy_dropsUnits deploys a release that drops a service and reduces another
+// from 3 instances to 1.
+func TestEngine_Deploy_dropsUnits(t *testing.T) {
 	t.Parallel()
 	h := newHost(t, testSettle)
 	scripts := map[string]string{"bin/server": serverScript}
@@ -260,12 +257,12 @@ func TestInstaller_Deploy_dropsUnits(t *testing.T) {
 	}
 }
 
-func TestInstaller_Remove(t *testing.T) {
+func TestEngine_Remove(t *testing.T) {
 	t.Parallel()
 	h := newHost(t, testSettle)
 	r := h.release(t, "shop", "v1", webJSON(2), map[string]string{"bin/server": serverScript})
 	prev := h.deploy(t, "shop", r, nil)
-	if err := h.in.Remove(t.Context(), prev); err != nil {
+	if err := h.eng.Remove(t.Context(), h.plan(t, "shop", r), prev); err != nil {
 		t.Fatal(err)
 	}
 	h.checkState(t, "inactive", append(r.instances, r.target)...)
@@ -276,33 +273,35 @@ func TestInstaller_Remove(t *testing.T) {
 	if ents, _ := os.ReadDir(filepath.Join(h.sd.UnitDir, "default.target.wants")); len(ents) > 0 {
 		t.Errorf("default.target.wants still holds %s", ents[0].Name())
 	}
-	if err := h.in.Remove(t.Context(), nil); err != nil {
+	if err := h.eng.Remove(t.Context(), h.plan(t, "shop", r), nil); err != nil {
 		t.Errorf("remove nothing: %v", err)
 	}
 }
 
-// TestInstaller_Deploy_refusesForeignNames checks names before anything is written or asked
-// of systemd (the Installer has no connection).
-func TestInstaller_Deploy_refusesForeignNames(t *testing.T) {
+// TestEngine_Deploy_refusesForeignNames checks names before anything is written or asked
+// of systemd (the adapter has no connection).
+func TestEngine_Deploy_refusesForeignNames(t *testing.T) {
 	dir := t.TempDir()
-	in := &Installer{Dir: dir}
-	target := []File{{Name: "pushdeploy-shop.target"}}
+	eng := &rollout.Engine{Manager: systemd.Unconnected(dir)}
+	target := []units.File{{Name: "pushdeploy-shop.target"}}
 	tests := []struct {
 		name      string
-		files     []File
+		files     []units.File
 		instances []string
 		target    string
 		want      string
 	}{
-		{"escapes the unit directory", append(target, File{Name: "../evil.service"}), nil, "pushdeploy-shop.target", `"../evil.service" is not a clean name inside the unit directory`},
-		{"not ours", append(target, File{Name: "sshd.service"}), nil, "pushdeploy-shop.target", `"sshd.service" is not`},
-		{"deep drop-in", append(target, File{Name: "pushdeploy-shop-web@.service.d/a/b.conf"}), nil, "pushdeploy-shop.target", "neither a unit nor a drop-in"},
+		{"escapes the unit directory", append(target, units.File{Name: "../evil.service"}), nil, "pushdeploy-shop.target", `"../evil.service" is not a clean name inside the unit directory`},
+		{"not ours", append(target, units.File{Name: "sshd.service"}), nil, "pushdeploy-shop.target", `"sshd.service" is not`},
+		{"deep drop-in", append(target, units.File{Name: "pushdeploy-shop-web@.service.d/a/b.conf"}), nil, "pushdeploy-shop.target", "neither a unit nor a drop-in"},
 		{"foreign instance", target, []string{"dbus.service"}, "pushdeploy-shop.target", `instance "dbus.service"`},
 		{"target without file", nil, nil, "pushdeploy-shop.target", "has no file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := in.Deploy(t.Context(), "shop", tt.files, tt.instances, tt.target, nil)
+			p := &rollout.Plan{App: "shop", Log: testLog(t)}
+			next := &rollout.Installed{Files: tt.files, Instances: tt.instances, Target: tt.target}
+			_, err := eng.Deploy(t.Context(), p, next, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error: got %v, want one containing %q", err, tt.want)
 			}

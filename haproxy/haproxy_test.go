@@ -1,4 +1,4 @@
-package restart
+package haproxy
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 // web2. GET / answers at once; GET /slow answers only once release is called, after
 // announcing itself on entered, so that a test holds a session open as long as it likes.
 type haFixture struct {
-	ha      *HAProxy
+	ha      *Client
 	url     string // the frontend
 	client  *http.Client
 	entered chan string // the name of the server a /slow request reached
@@ -50,7 +50,7 @@ func newHAFixture(t *testing.T) *haFixture {
 	h := testenv.StartHAProxy(t, "app", servers)
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
-	f.ha = &HAProxy{Socket: h.Socket}
+	f.ha = &Client{Socket: h.Socket}
 	f.url = "http://" + h.Addr
 	f.client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	return f
@@ -348,7 +348,7 @@ func TestHAProxy_WaitUp(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	h := testenv.StartHAProxy(t, "app", []testenv.HAServer{{Name: "gone", Port: port}})
-	ha := &HAProxy{Socket: h.Socket}
+	ha := &Client{Socket: h.Socket}
 	err = ha.WaitUp(context.Background(), "app", "gone", time.Second)
 	if !errors.Is(err, ErrNotUp) {
 		t.Fatalf("WaitUp on a dead server: got %v, want ErrNotUp", err)
@@ -384,7 +384,7 @@ func TestHAProxy_commandTimeout(t *testing.T) {
 		}
 	})
 
-	ha := &HAProxy{Socket: sock, Timeout: 200 * time.Millisecond}
+	ha := &Client{Socket: sock, Timeout: 200 * time.Millisecond}
 	start := time.Now()
 	_, err = ha.Sessions(context.Background(), "app", "web1")
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "no answer within 200ms") || time.Since(start) > 2*time.Second {

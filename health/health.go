@@ -1,4 +1,4 @@
-package restart
+package health
 
 import (
 	"context"
@@ -53,8 +53,11 @@ func (s Spec) WithDefaults() Spec {
 // this package needs no D-Bus.
 type UnitState struct {
 	ActiveState, SubState string
-	NRestarts             uint32 // restarts by systemd (Restart=), a service property
-	MainPID               uint32 // 0 while there is none
+	// Result is the service's Result property ("success", "exit-code", "signal", …): why it
+	// last stopped or failed.
+	Result    string
+	NRestarts uint32 // restarts by systemd (Restart=), a service property
+	MainPID   uint32 // 0 while there is none
 	// Since is ActiveEnterTimestamp: when the unit last became active. While it is
 	// activating again it still holds the previous activation's time.
 	Since time.Time

@@ -1,4 +1,4 @@
-package units
+package systemd_test
 
 import (
 	"context"
@@ -14,8 +14,12 @@ import (
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/rollout"
+	"github.com/pushdeploy/pushdeploy/rollout/systemd"
+	"github.com/pushdeploy/pushdeploy/units"
 )
 
 // Test service programs, run by /bin/sh from the release.
@@ -26,18 +30,66 @@ const (
 	boomOn2Script = "#!/bin/sh\nif [ \"$PUSHDEPLOY_INSTANCE\" = 2 ]; then echo boom; exit 3; fi\nexec sleep 1000\n"
 )
 
-// host is a real systemd user manager with an Installer for it, and an app directory for
-// releases outside /tmp (PrivateTmp= hides /tmp from the services).
+// testSettle keeps the tests short; TestEngine_Deploy_rollingRestart uses the default.
+const testSettle = 300 * time.Millisecond
+
+// openManager starts a systemd user manager for the test and opens the adapter on it, as
+// the agent opens it on a host's manager, its journal synced through the test's journald,
+// and installs files. The adapter is closed in t.Cleanup, before the manager stops.
+func openManager(t *testing.T, files ...rollout.File) (*testenv.Systemd, *systemd.Manager) {
+	t.Helper()
+	sd := testenv.StartSystemd(t)
+	m, err := systemd.Open(t.Context(), systemd.Config{Bus: sd.BusAddress, User: true, UnitDir: sd.UnitDir,
+		JournalDir: filepath.Join(sd.JournalDir, "journal"), Sync: sd.SyncJournal})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if len(files) > 0 {
+		if err := m.Install(t.Context(), files, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sd, m
+}
+
+// waitState waits until unit's ActiveState is want, and fails the test after 10s.
+func waitState(t *testing.T, m *systemd.Manager, unit, want string) rollout.UnitState {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := m.State(t.Context(), unit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ActiveState == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: ActiveState %s after 10s, want %s", unit, st.ActiveState, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// testLog is a logger that writes to the test's log.
+func testLog(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewConsoleWriter(zerolog.ConsoleTestWriter(t))).With().Timestamp().Logger()
+}
+
+// host is a real systemd user manager with an Engine driving it through the adapter, a
+// second connection to watch it independently, and an app directory for releases outside
+// /tmp (PrivateTmp= hides /tmp from the services).
 type host struct {
 	sd   *testenv.Systemd
 	conn *sddbus.Conn
-	in   *Installer
+	eng  *rollout.Engine
 	apps string
 }
 
 func newHost(t *testing.T, settle time.Duration) *host {
 	t.Helper()
-	sd := testenv.StartSystemd(t)
+	sd, m := openManager(t)
 	apps, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
 	if err != nil {
 		t.Fatalf("create an app directory outside /tmp: %v", err)
@@ -46,23 +98,21 @@ func newHost(t *testing.T, settle time.Duration) *host {
 	if err := os.Chmod(apps, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	h := &host{sd: sd, conn: sd.Conn(t), apps: apps}
-	h.in = &Installer{
-		Dir:     sd.UnitDir,
-		Conn:    h.conn,
-		Journal: func(_ context.Context, unit string, n int) []string { return sd.JournalLines(t, unit, n) },
-		Settle:  settle,
-		Log:     func(msg string, kv ...any) { t.Logf("installer: %s %v", msg, kv) },
-	}
-	return h
+	return &host{sd: sd, conn: sd.Conn(t), eng: &rollout.Engine{Manager: m, Settle: settle}, apps: apps}
 }
 
 // rel is a release laid out on the host and the units generated for it.
 type rel struct {
 	dir       string
-	files     []File
+	spec      *units.Spec
+	files     []units.File
 	instances []string
 	target    string
+}
+
+// installed is what deploying r installs.
+func (r rel) installed() *rollout.Installed {
+	return &rollout.Installed{Files: r.files, Instances: r.instances, Target: r.target}
 }
 
 // release lays out releases/<name> of app with service.json and executable scripts (path →
@@ -81,21 +131,50 @@ func (h *host) release(t *testing.T, app, name, serviceJSON string, scripts map[
 			t.Fatal(err)
 		}
 	}
-	spec, err := Load(dir)
+	spec, err := units.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	files, err := Generate(spec, Options{App: app, ReleaseDir: dir, User: true})
+	files, err := units.Generate(spec, units.Options{App: app, ReleaseDir: dir, User: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rel{dir: dir, files: files, instances: Instances(spec, app), target: TargetName(app)}
+	return rel{dir: dir, spec: spec, files: files, instances: units.Instances(spec, app), target: units.TargetName(app)}
 }
 
-// deploy deploys r over prev and fails the test on an error.
-func (h *host) deploy(t *testing.T, app string, r rel, prev *Installed) *Installed {
+// upgrade lays out two releases of app shop, each running n instances of web, and deploys
+// the first.
+func (h *host) upgrade(t *testing.T, n int) (v1, v2 rel, prev *rollout.Installed) {
 	t.Helper()
-	got, err := h.in.Deploy(t.Context(), app, r.files, r.instances, r.target, prev)
+	scripts := map[string]string{"bin/server": serverScript}
+	v1 = h.release(t, "shop", "v1", webJSON(n), scripts)
+	v2 = h.release(t, "shop", "v2", webJSON(n), scripts)
+	return v1, v2, h.deploy(t, "shop", v1, nil)
+}
+
+// checkOn fails the test unless every instance of r is active and runs r's release, and
+// the unit directory holds exactly r's files.
+func (h *host) checkOn(t *testing.T, r rel) {
+	t.Helper()
+	h.checkState(t, "active", r.instances...)
+	h.checkRunsFrom(t, r.dir, r.instances...)
+	checkDisk(t, h.sd.UnitDir, r.files)
+}
+
+// plan is the Engine's plan for rolling r out as app, as the agent makes it (no haproxy).
+func (h *host) plan(t *testing.T, app string, r rel) *rollout.Plan {
+	t.Helper()
+	p, err := h.eng.Plan(app, rollout.Release{SHA: filepath.Base(r.dir), Dir: r.dir, Spec: r.spec}, nil, nil, testLog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// deploy deploys r over prev with its own plan and fails the test on an error.
+func (h *host) deploy(t *testing.T, app string, r rel, prev *rollout.Installed) *rollout.Installed {
+	t.Helper()
+	got, err := h.eng.Deploy(t.Context(), h.plan(t, app, r), r.installed(), prev)
 	if err != nil {
 		t.Fatalf("deploy %s: %v", r.dir, err)
 	}
@@ -138,20 +217,27 @@ func (h *host) checkRunsFrom(t *testing.T, dir string, units ...string) {
 		if got := p["WorkingDirectory"]; got != dir {
 			t.Errorf("%s: WorkingDirectory %v, want %s", u, got, dir)
 		}
-		env, err := os.ReadFile("/proc/" + strconv.Itoa(int(p["MainPID"].(uint32))) + "/environ")
-		if err != nil {
-			t.Errorf("%s: environment of main process %v: %v", u, p["MainPID"], err)
-			continue
-		}
-		if want := "PUSHDEPLOY_RELEASE_DIR=" + dir; !slices.Contains(strings.Split(string(env), "\x00"), want) {
-			t.Errorf("%s: main process %v has no %s", u, p["MainPID"], want)
+		pid := p["MainPID"].(uint32)
+		if !runsFrom(t, pid, dir) {
+			t.Errorf("%s: main process %d has no PUSHDEPLOY_RELEASE_DIR=%s", u, pid, dir)
 		}
 	}
 }
 
+// runsFrom reports whether process pid's environment says it runs release dir.
+func runsFrom(t *testing.T, pid uint32, dir string) bool {
+	t.Helper()
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/environ")
+	if err != nil {
+		t.Errorf("environment of process %d: %v", pid, err)
+		return false
+	}
+	return slices.Contains(strings.Split(string(env), "\x00"), "PUSHDEPLOY_RELEASE_DIR="+dir)
+}
+
 // checkDisk fails the test unless the unit directory holds exactly files (the symlinks
 // that enable units aside), byte for byte.
-func checkDisk(t *testing.T, dir string, files []File) {
+func checkDisk(t *testing.T, dir string, files []units.File) {
 	t.Helper()
 	got := map[string]string{}
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -185,7 +271,7 @@ func checkDisk(t *testing.T, dir string, files []File) {
 	// Drop-in directories of removed instances go with them.
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".d") && !slices.ContainsFunc(files, func(f File) bool {
+		if strings.HasSuffix(e.Name(), ".d") && !slices.ContainsFunc(files, func(f units.File) bool {
 			return strings.HasPrefix(f.Name, e.Name()+"/")
 		}) {
 			t.Errorf("unit dir: empty drop-in directory %s left", e.Name())
@@ -232,10 +318,14 @@ func watchDown(t *testing.T, conn *sddbus.Conn, units []string) *downWatch {
 	return w
 }
 
-// stop ends the watch and waits for it.
-func (w *downWatch) stop() {
+// stop ends the watch, waits for it and fails the test if it could not watch.
+func (w *downWatch) stop(t *testing.T) {
+	t.Helper()
 	w.cancel()
 	w.wg.Wait()
+	if w.err != nil {
+		t.Fatalf("watch instances: %v", w.err)
+	}
 }
 
 // usec reads a timestamp property (microseconds since the epoch).
