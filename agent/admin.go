@@ -42,11 +42,11 @@ type Local struct {
 
 // OpenLocal opens the agent's state read-only, for use while the agent is down.
 func OpenLocal(cfg *Config) (*Local, error) {
-	st, err := OpenState(StatePath(cfg), true, cfg.HistoryLimit)
+	st, err := OpenState(cfg.Layout().StateDB(), true, cfg.HistoryLimit)
 	if err != nil {
 		return nil, err
 	}
-	l := &Local{cfg: cfg, state: st, store: release.NewStore(cfg.DataDir)}
+	l := &Local{cfg: cfg, state: st, store: release.NewStore(cfg.Layout())}
 	l.gc = func(app string) (release.GCResult, error) {
 		ac, ok := cfg.Apps[app]
 		if !ok {
@@ -129,7 +129,7 @@ func (l *Local) Deploy(_ context.Context, app, id string) (*Deploy, []byte, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	log, err := os.ReadFile(logPath(l.cfg.DataDir, app, id))
+	log, err := os.ReadFile(l.cfg.Layout().DeployLog(app, id))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, nil, fmt.Errorf("read deploy log: %w", err)
 	}

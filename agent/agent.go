@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
@@ -37,6 +38,7 @@ type Agent struct {
 	out     io.Writer
 	log     zerolog.Logger
 	state   *State
+	dirs    datadir.Layout
 	store   *release.Store
 	apps    map[string]*app
 	metrics *metrics
@@ -58,7 +60,8 @@ func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
 		cfg:           cfg,
 		out:           out,
 		log:           newLogger(out, level).Str("component", "agent").Logger(),
-		store:         release.NewStore(cfg.DataDir),
+		dirs:          cfg.Layout(),
+		store:         release.NewStore(cfg.Layout()),
 		apps:          make(map[string]*app, len(cfg.Apps)),
 		metrics:       newMetrics(),
 	}
@@ -81,9 +84,6 @@ func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
 	return a
 }
 
-// StatePath is where the agent keeps its durable state.
-func StatePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "state.db") }
-
 // Open creates the data directory, opens the state, clears what a crash left behind, queues
 // again the deploys that were accepted but not finished, and binds the webhook listener and
 // the admin socket.
@@ -91,7 +91,7 @@ func (a *Agent) Open() (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	a.state, err = OpenState(StatePath(a.cfg), false, a.cfg.HistoryLimit)
+	a.state, err = OpenState(a.dirs.StateDB(), false, a.cfg.HistoryLimit)
 	if err != nil {
 		return err
 	}

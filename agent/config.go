@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/restart"
 )
@@ -189,7 +190,7 @@ func (c *Config) setDefaults(env Env) {
 		}
 	}
 	if c.AdminSocket == "" {
-		c.AdminSocket = filepath.Join(c.DataDir, "run", "admin.sock")
+		c.AdminSocket = c.Layout().AdminSocket()
 	}
 	if c.HistoryLimit == 0 {
 		c.HistoryLimit = DefaultHistoryLimit
@@ -392,6 +393,9 @@ func readSecret(p string) (string, error) {
 	}
 	return s, nil
 }
+
+// Layout is the data directory's layout: where under data_dir each thing lives.
+func (c *Config) Layout() datadir.Layout { return datadir.Layout{Root: c.DataDir} }
 
 // Branches returns the branch patterns this host deploys for the app, one per environment.
 func (a *AppConfig) Branches(envs []string) []string {

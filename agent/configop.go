@@ -40,7 +40,7 @@ func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.
 	if err != nil {
 		return nil, err
 	}
-	p.path, p.cfg, p.undo = envFilePath(a.cfg.DataDir, ap.cfg.name), cfg, undo
+	p.path, p.cfg, p.undo = a.dirs.EnvFile(ap.cfg.name), cfg, undo
 	d.ConfigRev, d.ConfigSource = cfg.Rev, cfg.Source
 	log.Info().Int64("rev", cfg.Rev).Str("source", cfg.Source).Bool("changed", changed).
 		Int("keys", len(cfg.Leaves)).Msg("configuration")

@@ -94,7 +94,7 @@ func (a *Agent) firstRead(ctx context.Context, ac *AppConfig, log zerolog.Logger
 func (a *Agent) configChanged(ap *app, s renv.Snapshot, log zerolog.Logger) {
 	cfg, err := render(ap.cfg, s.Leaves, s.Rev)
 	if err == nil {
-		cur, rerr := os.ReadFile(envFilePath(a.cfg.DataDir, ap.cfg.name))
+		cur, rerr := os.ReadFile(a.dirs.EnvFile(ap.cfg.name))
 		if rerr == nil && bytes.Equal(cur, cfg.Env) {
 			log.Debug().Int64("rev", s.Rev).Msg("configuration renders to the environment file in place")
 			return

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -20,10 +21,6 @@ type staleError struct{ reason string }
 
 func (e *staleError) Error() string { return e.reason }
 func (e *staleError) Unwrap() error { return errStale }
-
-func logPath(dataDir, app, id string) string {
-	return filepath.Join(dataDir, "apps", app, "deploys", id+".log")
-}
 
 // runDeploy takes one deploy from queued to a final status, recording every step.
 func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
@@ -100,7 +97,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 		return err
 	}
 	if tip != d.SHA {
-		return &staleError{fmt.Sprintf("branch %s has moved on to %s", d.Branch, short(tip))}
+		return &staleError{fmt.Sprintf("branch %s has moved on to %s", d.Branch, abbrev.SHA(tip))}
 	}
 	start := time.Now()
 	res, err := cache.Fetch(ctx, d.SHA, d.Branch)
@@ -161,7 +158,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
-	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
 	env.succeeded(log)
 	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
 	if _, err := a.gc(ap, cache, log); err != nil {
@@ -213,7 +210,7 @@ func (a *Agent) GC(app string) (release.GCResult, error) {
 // file, every line carrying the deploy id.
 func (a *Agent) deployLogger(d *Deploy) (zerolog.Logger, func()) {
 	base := a.log.With().Str("app", d.App).Str("deploy", d.ID).Logger()
-	p := logPath(a.cfg.DataDir, d.App, d.ID)
+	p := a.dirs.DeployLog(d.App, d.ID)
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		base.Error().Err(err).Msg("create deploy log")
 		return base, func() {}
@@ -235,6 +232,6 @@ func (a *Agent) pruneHistory(app string) {
 		return
 	}
 	for _, id := range ids {
-		os.Remove(logPath(a.cfg.DataDir, app, id))
+		os.Remove(a.dirs.DeployLog(app, id))
 	}
 }

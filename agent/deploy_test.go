@@ -23,11 +23,11 @@ func TestAgent_deploy(t *testing.T) {
 	if got := f.current(); got != sha {
 		t.Errorf("current: got %s, want %s", got, sha)
 	}
-	got, err := os.ReadFile(filepath.Join(f.cfg.DataDir, "apps", "web", "current", "VERSION"))
+	got, err := os.ReadFile(filepath.Join(f.cfg.Layout().Current("web"), "VERSION"))
 	if err != nil || string(got) != "1\n" {
 		t.Errorf("current/VERSION: got %q (%v), want %q", got, err, "1\n")
 	}
-	log, err := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	log, err := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestAgent_script(t *testing.T) {
 			next := f.commit("2")
 			f.push("deploy-production")
 			d := f.wait(f.deliver("refs/heads/deploy-production", good, next).Deploy)
-			log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+			log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 			if tt.wantErr == "" {
 				if d.Status != StatusSucceeded || f.current() != next {
 					t.Fatalf("got %s (%s), current %.12s; want succeeded on %.12s", d.Status, d.Error, f.current(), next)
@@ -189,7 +189,7 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
 	f.waitStatus(r.Deploy, StatusScript)
 	f.stop() // the grace runs out: the deploy is interrupted and goes back to queued
-	st, err := OpenState(StatePath(f.cfg), true, 10)
+	st, err := OpenState(f.cfg.Layout().StateDB(), true, 10)
 	if err != nil {
 		t.Fatal(err)
 	}

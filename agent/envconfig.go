@@ -15,17 +15,16 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
-// An app's configuration from etcd lives in <data_dir>/apps/<app>/config/, a directory only
-// the agent's user can enter: env, the environment file its units read (mode 0600); good.json,
-// the last configuration that was rolled out and healthy, used while etcd is unreachable;
-// bad.json, the last one that made the app unhealthy and was reverted, never applied again
-// until it changes.
-func envDir(dataDir, app string) string      { return filepath.Join(dataDir, "apps", app, "config") }
-func envFilePath(dataDir, app string) string { return filepath.Join(envDir(dataDir, app), "env") }
+// An app's configuration from etcd lives in its configuration directory (datadir's Config),
+// which only the agent's user can enter: EnvFile, the environment file its units read (mode
+// 0600); GoodConfig, the last configuration that was rolled out and healthy, used while
+// etcd is unreachable; BadConfig, the last one that made the app unhealthy and was
+// reverted, never applied again until it changes.
 
 // appConfig is one rendering of an app's configuration document.
 type appConfig struct {
@@ -116,9 +115,9 @@ func (a *Agent) configForDeploy(ctx context.Context, ap *app, log zerolog.Logger
 		}
 		good, gerr := a.loadGood(ac.name)
 		if gerr != nil || good == nil {
-			return nil, fmt.Errorf("configuration %s/%s at etcd revision %d was reverted as unhealthy (%s), and no good one is cached: fix it in etcd", ac.Config.Name, ac.Config.Env, cfg.Rev, oneLineOf(bad.Reason))
+			return nil, fmt.Errorf("configuration %s/%s at etcd revision %d was reverted as unhealthy (%s), and no good one is cached: fix it in etcd", ac.Config.Name, ac.Config.Env, cfg.Rev, abbrev.FirstLine(bad.Reason))
 		}
-		log.Warn().Int64("bad_rev", cfg.Rev).Int64("rev", good.Rev).Str("reason", oneLineOf(bad.Reason)).
+		log.Warn().Int64("bad_rev", cfg.Rev).Int64("rev", good.Rev).Str("reason", abbrev.FirstLine(bad.Reason)).
 			Msg("configuration in etcd was reverted as unhealthy; using the last good one: fix it in etcd")
 		return good, nil
 	}
@@ -137,7 +136,7 @@ func (a *Agent) configForDeploy(ctx context.Context, ap *app, log zerolog.Logger
 // writeEnv makes cfg the app's environment file, unless it already is, and returns what
 // puts the previous file back (or removes it, when there was none).
 func (a *Agent) writeEnv(app string, cfg *appConfig) (restore func() error, changed bool, err error) {
-	p := envFilePath(a.cfg.DataDir, app)
+	p := a.dirs.EnvFile(app)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return nil, false, fmt.Errorf("write environment file of %s: %w", app, err)
 	}
@@ -176,11 +175,11 @@ func (a *Agent) saveGood(app string, cfg *appConfig) error {
 	if err != nil {
 		return fmt.Errorf("cache configuration of %s: %w", app, err)
 	}
-	if err := atomicfile.Write(filepath.Join(envDir(a.cfg.DataDir, app), "good.json"), data, 0o600); err != nil {
+	if err := atomicfile.Write(a.dirs.GoodConfig(app), data, 0o600); err != nil {
 		return fmt.Errorf("cache configuration of %s: %w", app, err)
 	}
 	// It was healthy: whatever was reverted before is no longer what etcd holds.
-	if err := os.Remove(filepath.Join(envDir(a.cfg.DataDir, app), "bad.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(a.dirs.BadConfig(app)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("clear reverted configuration of %s: %w", app, err)
 	}
 	return nil
@@ -190,7 +189,7 @@ func (a *Agent) saveGood(app string, cfg *appConfig) error {
 // is rendered again, so a cache written by an older agent renders by today's rules.
 func (a *Agent) loadGood(app string) (*appConfig, error) {
 	var c appConfig
-	if ok, err := readJSON(filepath.Join(envDir(a.cfg.DataDir, app), "good.json"), &c); !ok || err != nil {
+	if ok, err := readJSON(a.dirs.GoodConfig(app), &c); !ok || err != nil {
 		return nil, err
 	}
 	cfg, err := render(a.apps[app].cfg, c.Leaves, c.Rev)
@@ -206,12 +205,12 @@ func (a *Agent) saveBad(app string, cfg *appConfig, reason string) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(envDir(a.cfg.DataDir, app), "bad.json"), data, 0o600)
+	return atomicfile.Write(a.dirs.BadConfig(app), data, 0o600)
 }
 
 func (a *Agent) loadBad(app string) (*badConfig, error) {
 	var b badConfig
-	if ok, err := readJSON(filepath.Join(envDir(a.cfg.DataDir, app), "bad.json"), &b); !ok || err != nil {
+	if ok, err := readJSON(a.dirs.BadConfig(app), &b); !ok || err != nil {
 		return nil, err
 	}
 	return &b, nil
@@ -251,11 +250,11 @@ func configStatus(cfg *Config, app string) *ConfigStatus {
 	}
 	st := &ConfigStatus{Doc: ac.Config.Name + "/" + ac.Config.Env}
 	var good appConfig
-	if ok, _ := readJSON(filepath.Join(envDir(cfg.DataDir, app), "good.json"), &good); ok {
+	if ok, _ := readJSON(cfg.Layout().GoodConfig(app), &good); ok {
 		st.Rev, st.Fetched = good.Rev, good.Fetched
 	}
 	var bad badConfig
-	if ok, _ := readJSON(filepath.Join(envDir(cfg.DataDir, app), "bad.json"), &bad); ok {
+	if ok, _ := readJSON(cfg.Layout().BadConfig(app), &bad); ok {
 		st.BadRev, st.BadWhy, st.BadSince = bad.Rev, bad.Reason, bad.At
 	}
 	return st
@@ -267,7 +266,7 @@ func (a *Agent) configEnv(app string) []string {
 	if a.envFiles(app) == nil {
 		return nil
 	}
-	data, err := os.ReadFile(envFilePath(a.cfg.DataDir, app))
+	data, err := os.ReadFile(a.dirs.EnvFile(app))
 	if err != nil {
 		return nil
 	}
@@ -288,5 +287,5 @@ func (a *Agent) envFiles(app string) []string {
 	if ap, ok := a.apps[app]; !ok || a.renv == nil || ap.cfg.Config == nil {
 		return nil
 	}
-	return []string{envFilePath(a.cfg.DataDir, app)}
+	return []string{a.dirs.EnvFile(app)}
 }

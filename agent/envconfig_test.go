@@ -106,7 +106,7 @@ func TestAgent_config(t *testing.T) {
 			}
 		}
 	}
-	envFile := envFilePath(f.cfg.DataDir, "web")
+	envFile := f.cfg.Layout().EnvFile("web")
 
 	d := deploy("1")
 	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" || d.ConfigRev == 0 {
@@ -144,7 +144,7 @@ func TestAgent_config(t *testing.T) {
 		t.Fatalf("config change: got %s %q on %.12s, want succeeded on %.12s", c.Status, c.Error, c.SHA, d.SHA)
 	}
 	answers("hello from version 1 (greeting: hello)")
-	log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", c.ID))
+	log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", c.ID))
 	if n := strings.Count(string(log), `"message":"batch healthy"`); n != 2 {
 		t.Errorf("config change: %d batches healthy in its log, want 2:\n%s", n, log)
 	}
@@ -185,7 +185,7 @@ func TestAgent_config(t *testing.T) {
 	if d3.Status != StatusSucceeded || d3.ConfigSource != "cache" {
 		t.Fatalf("deploy 3 with etcd down: got %s %q from %q, want succeeded from the cache", d3.Status, d3.Error, d3.ConfigSource)
 	}
-	if log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d3.ID)); !strings.Contains(string(log), "etcd unreachable: using the cached configuration") {
+	if log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d3.ID)); !strings.Contains(string(log), "etcd unreachable: using the cached configuration") {
 		t.Errorf("deploy 3's log does not say it used the cache:\n%s", log)
 	}
 	answers("hello from version 3 (greeting: hello)")
@@ -210,7 +210,7 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 	f := newFixture(t, func(c *Config) {
 		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
 	})
-	envFile := envFilePath(f.cfg.DataDir, "web")
+	envFile := f.cfg.Layout().EnvFile("web")
 
 	d := f.pushAndDeploy(f.commit("1"))
 	if d.Status != StatusFailed || !strings.Contains(d.Error, "db.host name") {
@@ -257,7 +257,7 @@ func TestAgent_configTLS(t *testing.T) {
 	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" {
 		t.Fatalf("deploy: got %s %q from %q, want succeeded with etcd's configuration", d.Status, d.Error, d.ConfigSource)
 	}
-	env, err := os.ReadFile(envFilePath(f.cfg.DataDir, "web"))
+	env, err := os.ReadFile(f.cfg.Layout().EnvFile("web"))
 	if err != nil || !strings.Contains(string(env), "\nGREETING=\"over tls\"\n") {
 		t.Errorf("environment file: got %q, %v; want GREETING from etcd", env, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
 
 // Defaults for reporting deploys to GitHub. GitHub being slow or down must never hold up a
@@ -212,7 +213,7 @@ func (a *Agent) reportQueued(g *ghDeployment, d *Deploy) {
 	}
 	a.reports.send(ghReport{
 		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 
@@ -224,7 +225,7 @@ func (a *Agent) reportStart(g *ghDeployment, d *Deploy) {
 	}
 	a.reports.send(ghReport{
 		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 
@@ -246,9 +247,9 @@ func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
 	st := hooks.DeploymentStatus{LogURL: g.logs, Environment: g.environment}
 	switch d.Status {
 	case StatusSucceeded:
-		st.State, st.Description = "success", "deployed "+short(d.SHA)+" ("+d.ID+")"
+		st.State, st.Description = "success", "deployed "+abbrev.SHA(d.SHA)+" ("+d.ID+")"
 	case StatusFailed:
-		st.State, st.Description = "failure", firstLine(d.Error)
+		st.State, st.Description = "failure", abbrev.FirstLine(d.Error)
 	case StatusStale:
 		st.State, st.Description = "inactive", "stale: "+d.Note
 	case StatusSuperseded:
@@ -257,9 +258,4 @@ func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
 		st.State, st.Description = "inactive", "interrupted by agent shutdown"
 	}
 	a.reports.send(ghReport{api: g.api, repo: g.repo, deploy: d.ID, status: st, final: true})
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }

@@ -208,7 +208,7 @@ func TestAgent_haproxy(t *testing.T) {
 		}
 	}
 	allUp("after version 2")
-	logFile := logPath(f.cfg.DataDir, "web", d.ID)
+	logFile := f.cfg.Layout().DeployLog("web", d.ID)
 	started, healthy := logTimes(t, logFile, "batch started"), logTimes(t, logFile, "batch healthy")
 	if len(started) != 4 || len(healthy) != 4 {
 		t.Fatalf("version 2: %d batches started and %d healthy in the deploy log, want 4", len(started), len(healthy))
@@ -231,7 +231,7 @@ func TestAgent_haproxy(t *testing.T) {
 		t.Errorf("sick version 3 under load: %d of %d requests failed, want 0: %v", l.failed, l.sent, l.errs)
 	}
 	allUp("after the sick version 3")
-	logFile = logPath(f.cfg.DataDir, "web", d.ID)
+	logFile = f.cfg.Layout().DeployLog("web", d.ID)
 	failed, reverted := logTimes(t, logFile, "instance unhealthy"), logTimes(t, logFile, "batch reverted")
 	if len(failed) == 0 || len(reverted) == 0 {
 		t.Fatalf("sick version 3: %d unhealthy verdicts and %d reverted batches in the deploy log, want some", len(failed), len(reverted))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/units"
 )
@@ -72,7 +73,7 @@ func (a *Agent) Rollback(app, sha string) (*Deploy, error) {
 	d := a.newOp(app, KindRollback, target.SHA)
 	d.Previous = cur
 	if target.Mark == release.Bad {
-		d.Note = fmt.Sprintf("release %.12s is marked bad (%s); rolling back to it as asked", target.SHA, oneLineOf(target.Reason))
+		d.Note = fmt.Sprintf("release %.12s is marked bad (%s); rolling back to it as asked", target.SHA, abbrev.FirstLine(target.Reason))
 	}
 	return d, a.queueOp(ap, d)
 }
@@ -175,7 +176,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
-	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
 	env.succeeded(log)
 	return nil
 }
@@ -187,9 +188,4 @@ func sortedServices(spec *units.Spec) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func oneLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -51,7 +52,7 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 		// The deploy or rollback waiting restarts every instance anyway: it stays.
 		ap.mu.Unlock()
 		d.Status = StatusSuperseded
-		d.Note = "not needed: " + old.ID + " (" + old.Kind + " " + short(old.SHA) + "), queued before it, restarts every instance"
+		d.Note = "not needed: " + old.ID + " (" + old.Kind + " " + abbrev.SHA(old.SHA) + "), queued before it, restarts every instance"
 		d.Finished = time.Now().UTC()
 		if err := a.state.Save(d); err != nil {
 			a.log.Error().Err(err).Str("deploy", d.ID).Msg("record superseded restart")
@@ -71,7 +72,7 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 // supersede records that old, which was waiting, will not run because d replaces it.
 func (a *Agent) supersede(old, d *Deploy) *Deploy {
 	old.Status = StatusSuperseded
-	old.Note = "superseded by " + d.ID + " (" + d.Kind + " " + short(d.SHA) + ")"
+	old.Note = "superseded by " + d.ID + " (" + d.Kind + " " + abbrev.SHA(d.SHA) + ")"
 	old.Finished = time.Now().UTC()
 	if err := a.state.Save(old); err != nil {
 		a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
@@ -116,11 +117,4 @@ func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
 			ap.mu.Unlock()
 		}
 	}
-}
-
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }

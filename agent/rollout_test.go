@@ -87,7 +87,7 @@ func TestAgent_rollout(t *testing.T) {
 		}
 	}
 	deployLog := func(d *Deploy) string {
-		data, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+		data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 		return string(data)
 	}
 

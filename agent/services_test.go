@@ -165,7 +165,7 @@ func TestAgent_services(t *testing.T) {
 // logTimings reports, from the deploy's own log, how long the agent took before starting
 // services and how long the starts took.
 func logTimings(t *testing.T, f *fixture, d *Deploy) {
-	data, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 	var starting, running string
 	for _, line := range strings.Split(string(data), "\n") {
 		switch {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/units"
@@ -83,12 +83,8 @@ func (a *Agent) journal(ctx context.Context, unit string, n int) []string {
 	return strings.Split(strings.TrimRight(string(out), "\n"), "\n")
 }
 
-func installedPath(dataDir, app string) string {
-	return filepath.Join(dataDir, "apps", app, "units.json")
-}
-
 func (a *Agent) loadInstalled(app string) (*units.Installed, error) {
-	data, err := os.ReadFile(installedPath(a.cfg.DataDir, app))
+	data, err := os.ReadFile(a.dirs.Units(app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -107,7 +103,7 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 	if err != nil {
 		return fmt.Errorf("record installed units of %s: %w", app, err)
 	}
-	return atomicfile.Write(installedPath(a.cfg.DataDir, app), data, 0o644)
+	return atomicfile.Write(a.dirs.Units(app), data, 0o644)
 }
 
 // startServices installs the release's units and rolls its instances over in health-checked
@@ -138,7 +134,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 			return err
 		}
 		log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
-		return os.Remove(installedPath(a.cfg.DataDir, d.App))
+		return os.Remove(a.dirs.Units(d.App))
 	}
 	// From here on a failure is the release's, and it is marked bad, except when the agent
 	// is stopping or cannot reach the manager.
@@ -173,7 +169,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 	}
 	batches := units.Batches(spec, d.App)
 	in.Batches = func([]string) [][]string { return batches }
-	in.Healthy = a.healthy(checks, short(d.SHA), log)
+	in.Healthy = a.healthy(checks, abbrev.SHA(d.SHA), log)
 	in.AutoRevert = autoRevert(spec, d.App)
 	if beforeRevert != nil {
 		in.BeforeRevert = func(context.Context) error { return beforeRevert() }
@@ -185,7 +181,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 		if pspec, err := units.Load(dir); err == nil {
 			specs = append(specs, pspec)
 			if pchecks, err := healthChecks(in.Conn, d.App, d.Previous, dir, pspec, config); err == nil {
-				in.RevertHealthy = a.healthy(pchecks, short(d.Previous), log)
+				in.RevertHealthy = a.healthy(pchecks, abbrev.SHA(d.Previous), log)
 			}
 		}
 	}
@@ -269,7 +265,7 @@ func (a *Agent) restartPlan(ctx context.Context, d *Deploy, log zerolog.Logger) 
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	in.Healthy = a.healthy(checks, short(d.SHA), log)
+	in.Healthy = a.healthy(checks, abbrev.SHA(d.SHA), log)
 	restore, err := a.inRotation(in, d.App, []*units.Spec{spec}, log)
 	if err != nil {
 		return nil, nil, nil, err

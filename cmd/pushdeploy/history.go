@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
 
 func newHistoryCmd() *cobra.Command {
@@ -49,7 +50,7 @@ func newHistoryCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tSHA\tBRANCH\tQUEUED\tDETAIL")
 			for _, d := range hist {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kind(&d), d.Status, shortSHA(d.SHA), d.Branch,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kind(&d), d.Status, abbrev.SHA(d.SHA), d.Branch,
 					d.Queued.Local().Format(time.DateTime), detail(&d))
 			}
 			return tw.Flush()

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
 
 func newRestartCmd() *cobra.Command {
@@ -54,7 +55,7 @@ func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, err
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
 // status it goes through; a restart or rollback that did not succeed is an error.
 func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, noWait bool) error {
-	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, shortSHA(d.SHA), d.ID)
+	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, abbrev.SHA(d.SHA), d.ID)
 	if d.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", d.Note)
 	}

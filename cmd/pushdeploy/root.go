@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -85,16 +84,4 @@ func connect(ctx context.Context, configPath string) (b backend, cfg *agent.Conf
 		return nil, nil, nil, fmt.Errorf("agent not running, and %w", err)
 	}
 	return l, cfg, func() { l.Close() }, nil
-}
-
-func shortSHA(s string) string {
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
-}
-
-func oneLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -56,7 +57,7 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s%s\n", s.App, s.Repo, agentNote)
 		if s.Current != nil {
-			fmt.Fprintf(tw, "  current\t%s\t%s\tsince %s\t%s\n", shortSHA(s.Current.SHA), s.Current.Branch,
+			fmt.Fprintf(tw, "  current\t%s\t%s\tsince %s\t%s\n", abbrev.SHA(s.Current.SHA), s.Current.Branch,
 				s.Current.Created.Local().Format(time.DateTime), markOf(string(s.Current.Mark)))
 		} else {
 			fmt.Fprintf(tw, "  current\tnone\n")
@@ -69,7 +70,7 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 				fmt.Fprintf(tw, "  config\t%s\tnone rolled out yet\n", c.Doc)
 			}
 			if c.BadRev > 0 {
-				fmt.Fprintf(tw, "  reverted\t%s\tetcd revision %d\tat %s\t%s\n", c.Doc, c.BadRev, c.BadSince.Local().Format(time.DateTime), oneLine(c.BadWhy))
+				fmt.Fprintf(tw, "  reverted\t%s\tetcd revision %d\tat %s\t%s\n", c.Doc, c.BadRev, c.BadSince.Local().Format(time.DateTime), abbrev.FirstLine(c.BadWhy))
 			}
 		}
 		for _, row := range []struct {
@@ -77,7 +78,7 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 			d     *agent.Deploy
 		}{{"active", s.Active}, {"queued", s.Queued}, {"last", s.Last}} {
 			if row.d != nil {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, shortSHA(row.d.SHA), detail(row.d))
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, abbrev.SHA(row.d.SHA), detail(row.d))
 			}
 		}
 	}
@@ -96,7 +97,7 @@ func markOf(m string) string {
 func detail(d *agent.Deploy) string {
 	switch {
 	case d.Error != "":
-		return oneLine(d.Error)
+		return abbrev.FirstLine(d.Error)
 	case d.Note != "":
 		return d.Note
 	case !d.Finished.IsZero() && !d.Started.IsZero():
