@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -33,7 +34,7 @@ type AppStatus struct {
 // Local answers the CLI's questions straight from the data directory; it is what the CLI
 // uses when the agent is not running, and what the admin API itself serves.
 type Local struct {
-	cfg   *Config
+	cfg   *config.Config
 	state *State
 	store *release.Store
 	live  bool
@@ -41,7 +42,7 @@ type Local struct {
 }
 
 // OpenLocal opens the agent's state read-only, for use while the agent is down.
-func OpenLocal(cfg *Config) (*Local, error) {
+func OpenLocal(cfg *config.Config) (*Local, error) {
 	st, err := OpenState(cfg.Layout().StateDB(), true, cfg.HistoryLimit)
 	if err != nil {
 		return nil, err
@@ -54,7 +55,7 @@ func OpenLocal(cfg *Config) (*Local, error) {
 		}
 		res, err := l.store.GC(app, ac.KeepReleases)
 		if err == nil && len(res.Removed) > 0 {
-			if c, cerr := release.OpenCache(l.store.CacheDir(app), ac.remote()); cerr == nil {
+			if c, cerr := release.OpenCache(l.store.CacheDir(app), ac.Origin()); cerr == nil {
 				err = c.Forget(res.Removed...)
 			}
 		}

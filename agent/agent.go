@@ -16,6 +16,7 @@ import (
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
@@ -34,7 +35,7 @@ type Agent struct {
 	// Version is reported by /healthz and the admin API.
 	Version string
 
-	cfg     *Config
+	cfg     *config.Config
 	out     io.Writer
 	log     zerolog.Logger
 	state   *State
@@ -54,7 +55,7 @@ type Agent struct {
 }
 
 // New returns an agent for cfg that logs to out (already formatted: JSON or console).
-func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
+func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 	a := &Agent{
 		ShutdownGrace: DefaultShutdownGrace,
 		cfg:           cfg,
@@ -68,7 +69,7 @@ func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
 	for name, ac := range cfg.Apps {
 		ap := newApp(ac)
 		if g := ac.GitHub; g != nil {
-			gh, err := hooks.NewGitHub(g.token, g.APIURL)
+			gh, err := hooks.NewGitHub(g.Token(), g.APIURL)
 			if err != nil {
 				// The configuration was validated: this cannot happen, and must not stop deploys.
 				a.log.Error().Err(err).Str("app", name).Msg("github reporting disabled")

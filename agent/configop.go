@@ -28,7 +28,7 @@ type preparedEnv struct {
 // environment file before its units are generated and started. An app without etcd gets
 // an empty preparedEnv whose methods do nothing.
 func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.Logger) (*preparedEnv, error) {
-	p := &preparedEnv{app: ap.cfg.name, a: a}
+	p := &preparedEnv{app: ap.cfg.Name(), a: a}
 	if a.renv == nil || ap.cfg.Config == nil {
 		return p, nil
 	}
@@ -36,11 +36,11 @@ func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.
 	if err != nil {
 		return nil, err
 	}
-	undo, changed, err := a.writeEnv(ap.cfg.name, cfg)
+	undo, changed, err := a.writeEnv(ap.cfg.Name(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	p.path, p.cfg, p.undo = a.dirs.EnvFile(ap.cfg.name), cfg, undo
+	p.path, p.cfg, p.undo = a.dirs.EnvFile(ap.cfg.Name()), cfg, undo
 	d.ConfigRev, d.ConfigSource = cfg.Rev, cfg.Source
 	log.Info().Int64("rev", cfg.Rev).Str("source", cfg.Source).Bool("changed", changed).
 		Int("keys", len(cfg.Leaves)).Msg("configuration")
@@ -95,7 +95,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return fmt.Errorf("roll out configuration: %w; the environment file is unchanged", err)
 	}
 	d.ConfigRev, d.ConfigSource = cfg.Rev, cfg.Source
-	if bad, err := a.loadBad(ac.name); err != nil {
+	if bad, err := a.loadBad(ac.Name()); err != nil {
 		return err
 	} else if bad != nil && bad.Hash == cfg.Hash {
 		d.Note = fmt.Sprintf("etcd revision %d holds the configuration reverted as unhealthy (revision %d); not applied again", cfg.Rev, bad.Rev)
@@ -107,10 +107,10 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return err
 	}
 	d.SHA, d.Previous = cur, cur
-	undo, changed, err := a.writeEnv(ac.name, cfg)
+	undo, changed, err := a.writeEnv(ac.Name(), cfg)
 	if err == nil && changed && cur == "" {
 		d.Note = "environment file written; no release yet"
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	if err != nil {
 		return err
@@ -118,13 +118,13 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 	if !changed {
 		d.Note = "environment file already up to date"
 		log.Info().Int64("rev", cfg.Rev).Msg("configuration unchanged: nothing to restart")
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	log.Info().Int64("rev", cfg.Rev).Int("keys", len(cfg.Leaves)).Msg("environment file written")
 	in, batches, release, err := a.restartPlan(ctx, d, log)
 	if errors.Is(err, ErrNothingToDo) {
 		d.Note = "environment file written; no services running to restart"
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	if err != nil {
 		return errors.Join(err, undo())
@@ -135,7 +135,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 	if n, err := in.Restart(ctx, d.App, batches); err != nil {
 		return a.revertConfig(ctx, d, cfg, in, batches[:n], undo, err, log)
 	}
-	return a.saveGood(ac.name, cfg)
+	return a.saveGood(ac.Name(), cfg)
 }
 
 // revertConfig puts the previous environment file back after cause failed the last of done,

@@ -170,7 +170,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 // cache opens the app's git cache once; the caller holds ap.op.
 func (a *Agent) cache(ap *app) (*release.Cache, error) {
 	if ap.cache == nil {
-		c, err := release.OpenCache(a.store.CacheDir(ap.cfg.name), ap.cfg.remote())
+		c, err := release.OpenCache(a.store.CacheDir(ap.cfg.Name()), ap.cfg.Origin())
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +181,7 @@ func (a *Agent) cache(ap *app) (*release.Cache, error) {
 
 // gc applies the app's retention; the caller holds ap.op.
 func (a *Agent) gc(ap *app, cache *release.Cache, log zerolog.Logger) (release.GCResult, error) {
-	res, err := a.store.GC(ap.cfg.name, ap.cfg.KeepReleases)
+	res, err := a.store.GC(ap.cfg.Name(), ap.cfg.KeepReleases)
 	if len(res.Removed) > 0 {
 		if ferr := cache.Forget(res.Removed...); ferr != nil && err == nil {
 			err = ferr

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
 )
 
 func TestAgent_deploy(t *testing.T) {
@@ -55,7 +57,7 @@ func (g gate) open(t *testing.T) {
 func TestAgent_newestWins(t *testing.T) {
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	var shas, ids []string
 	for _, v := range []string{"1", "2", "3"} {
 		shas = append(shas, f.commit(v))
@@ -145,13 +147,13 @@ func TestAgent_script(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			script := writeScript(t, tt.body)
-			f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+			f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 			// A first release without the script's verdict mattering: make it current.
 			good := f.commit("1")
 			f.push("deploy-production")
 			f.agent.apps["web"].cfg.Script = nil
 			f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), good).Deploy)
-			f.agent.apps["web"].cfg.Script = Argv{script}
+			f.agent.apps["web"].cfg.Script = config.Argv{script}
 
 			next := f.commit("2")
 			f.push("deploy-production")
@@ -182,7 +184,7 @@ func TestAgent_script(t *testing.T) {
 func TestAgent_resumeAfterRestart(t *testing.T) {
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	f.agent.ShutdownGrace = 100 * time.Millisecond
 	sha := f.commit("1")
 	f.push("deploy-production")
@@ -212,7 +214,7 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 }
 
 func TestAgent_retention(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Apps["web"].KeepReleases = 2 })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].KeepReleases = 2 })
 	var shas []string
 	for _, v := range []string{"1", "2", "3", "4"} {
 		shas = append(shas, f.commit(v))

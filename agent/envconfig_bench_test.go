@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
@@ -28,10 +29,10 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	setConfig(b, store, "greeting", `"v0"`)
 	hello := helloBinary(b)
 	port := freePorts(b, 2)
-	f := newFixture(b, func(c *Config) {
+	f := newFixture(b, func(c *config.Config) {
 		onSystemd(b, c, sd, 300*time.Millisecond)
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints}
-		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints}
+		c.Apps["web"].Config = &config.AppEnv{Debounce: 200 * time.Millisecond}
 	})
 	f.repo.Write("VERSION", "1\n", 0o644)
 	f.repo.Write("bin/hello", hello, 0o755)

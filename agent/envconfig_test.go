@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
@@ -85,10 +86,10 @@ func TestAgent_config(t *testing.T) {
 	setConfig(t, store, "greeting", `"hi"`, "secret.token", `"t0p s3cret"`, "workers", `4`)
 	hello := helloBinary(t)
 	port := freePorts(t, 2)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: time.Second}
-		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: time.Second}
+		c.Apps["web"].Config = &config.AppEnv{Debounce: 200 * time.Millisecond}
 	})
 	deploy := func(version string) *Deploy {
 		t.Helper()
@@ -207,8 +208,8 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 	// Set before the agent starts: its watcher's first read must not find an empty, valid
 	// document, which it would roll out (and cache) as the app's configuration.
 	setConfig(t, store, "db.host name", `"x"`)
-	f := newFixture(t, func(c *Config) {
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
+	f := newFixture(t, func(c *config.Config) {
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
 	})
 	envFile := f.cfg.Layout().EnvFile("web")
 
@@ -250,8 +251,8 @@ func TestAgent_configTLS(t *testing.T) {
 	}
 	defer store.Close()
 	setConfig(t, store, "greeting", `"over tls"`)
-	f := newFixture(t, func(c *Config) {
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, CAFile: e.CACert, CertFile: e.Cert, KeyFile: e.Key}
+	f := newFixture(t, func(c *config.Config) {
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, CAFile: e.CACert, CertFile: e.Cert, KeyFile: e.Key}
 	})
 	d := f.pushAndDeploy(f.commit("1"))
 	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" {

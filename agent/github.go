@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
@@ -196,7 +197,7 @@ func (a *Agent) github(ap *app, d *Deploy) *ghDeployment {
 
 // environmentOf names the environment a branch deploys to: the configured environment whose
 // branch pattern matches it, else the first one.
-func (a *Agent) environmentOf(cfg *AppConfig, branch string) string {
+func (a *Agent) environmentOf(cfg *config.App, branch string) string {
 	for _, e := range a.cfg.Environments {
 		if cfg.Deploys([]string{e}, branch) {
 			return e

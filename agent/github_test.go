@@ -19,6 +19,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 )
 
@@ -136,15 +137,15 @@ func (s *syncBuffer) String() string {
 
 // newGitHubFixture runs an agent reporting app web to the fake, with tiny backoffs; its
 // reporter logs go to the returned buffer.
-func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*Config)) (*fixture, *syncBuffer) {
+func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*config.Config)) (*fixture, *syncBuffer) {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "gh.token")
 	if err := os.WriteFile(tokenFile, []byte(ghTestToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	f := newTunedFixture(t, func(c *Config) {
-		c.Apps["web"].GitHub = &GitHubConfig{TokenFile: tokenFile, APIURL: srv.URL, PublicURL: "https://deploy.example.com/"}
+	f := newTunedFixture(t, func(c *config.Config) {
+		c.Apps["web"].GitHub = &config.GitHub{TokenFile: tokenFile, APIURL: srv.URL, PublicURL: "https://deploy.example.com/"}
 		if edit != nil {
 			edit(c)
 		}
@@ -194,8 +195,8 @@ func TestAgent_githubSuccess(t *testing.T) {
 func TestAgent_githubFailure(t *testing.T) {
 	gh, srv := newFakeDeployments(t)
 	script := writeScript(t, "echo nope >&2; exit 3")
-	f, _ := newGitHubFixture(t, srv, func(c *Config) {
-		c.Apps["web"].Script = Argv{script}
+	f, _ := newGitHubFixture(t, srv, func(c *config.Config) {
+		c.Apps["web"].Script = config.Argv{script}
 		c.Apps["web"].GitHub.EnvironmentPerHost = true
 		c.Apps["web"].GitHub.PublicURL = ""
 	})
@@ -232,7 +233,7 @@ func TestAgent_githubSuperseded(t *testing.T) {
 	gh, srv := newFakeDeployments(t)
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f, _ := newGitHubFixture(t, srv, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f, _ := newGitHubFixture(t, srv, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	var shas, ids []string
 	for _, v := range []string{"1", "2", "3"} {
 		shas = append(shas, f.commit(v))

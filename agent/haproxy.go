@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/restart"
 	"github.com/pushdeploy/pushdeploy/units"
 )
@@ -23,7 +24,7 @@ const haproxyUpTimeout = 30 * time.Second
 // before a batch restarts, ready (and up) once it is healthy. It remembers every server it
 // drained and has not put back, so that restore can put them back whatever happened.
 type rotation struct {
-	cfg     *HAProxyConfig
+	cfg     *config.HAProxy
 	ha      *restart.HAProxy
 	servers map[string]string // instance unit → haproxy server
 	log     zerolog.Logger
@@ -35,7 +36,7 @@ type rotation struct {
 // newRotation names the haproxy server of every instance of specs (the release's first,
 // then the previous release's, for a revert). A service with several instances needs
 // {instance} or {port} in the template, and no two instances may share a server.
-func newRotation(cfg *HAProxyConfig, app string, specs []*units.Spec, log zerolog.Logger) (*rotation, error) {
+func newRotation(cfg *config.HAProxy, app string, specs []*units.Spec, log zerolog.Logger) (*rotation, error) {
 	r := &rotation{cfg: cfg, ha: &restart.HAProxy{Socket: cfg.Socket}, servers: map[string]string{},
 		log: log.With().Str("backend", cfg.Backend).Logger(), drained: map[string]bool{}}
 	perInstance := strings.Contains(cfg.Server, "{instance}") || strings.Contains(cfg.Server, "{port}")

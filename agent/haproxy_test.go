@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/restart"
 	"github.com/pushdeploy/pushdeploy/units"
@@ -143,9 +144,9 @@ func TestAgent_haproxy(t *testing.T) {
 	}
 	hap := testenv.StartHAProxy(t, "be_web", servers)
 	const settle, minHealthy = 300 * time.Millisecond, 300 * time.Millisecond
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, settle)
-		c.Apps["web"].HAProxy = &HAProxyConfig{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
+		c.Apps["web"].HAProxy = &config.HAProxy{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
 	})
 	ha := &restart.HAProxy{Socket: hap.Socket}
 	deploy := func(version, healthPath string) *Deploy {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 )
@@ -13,7 +14,7 @@ import (
 // deploy: a newer push replaces it (newest wins), because deploying a commit that is about
 // to be replaced only makes the host go through an extra restart.
 type app struct {
-	cfg *AppConfig
+	cfg *config.App
 
 	mu      sync.Mutex
 	pending *Deploy
@@ -28,7 +29,7 @@ type app struct {
 	gh githubAPI // nil: deploys are not reported to GitHub
 }
 
-func newApp(cfg *AppConfig) *app {
+func newApp(cfg *config.App) *app {
 	return &app{cfg: cfg, wake: make(chan struct{}, 1)}
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
 )
@@ -55,7 +56,7 @@ func TestAgent_rollout(t *testing.T) {
 	sd := testenv.StartSystemd(t)
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
 	})
 	const timing = `"timeout": "200ms", "interval": "100ms", "min_healthy_time": "300ms"`

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
@@ -61,9 +62,9 @@ func dataDirOutsideTmp(t testing.TB) string {
 
 // onSystemd points c at the test's systemd user manager, with a data dir its services can
 // see, and the instances' settle time.
-func onSystemd(t testing.TB, c *Config, sd *testenv.Systemd, settle time.Duration) {
+func onSystemd(t testing.TB, c *config.Config, sd *testenv.Systemd, settle time.Duration) {
 	c.DataDir = dataDirOutsideTmp(t)
-	c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
+	c.Systemd = config.Systemd{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
 		JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
 }
 
@@ -103,7 +104,7 @@ func TestAgent_services(t *testing.T) {
 	sd := testenv.StartSystemd(t)
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 500*time.Millisecond)
 	})
 	deploy := func(version, command string) *Deploy {

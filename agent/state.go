@@ -81,6 +81,10 @@ var (
 	bucketDelivSeq   = []byte("delivseq")   // 8-byte seq → "app/delivery", oldest first
 )
 
+// DefaultDeliveryLimit is how many delivery ids are remembered, newest first, to answer a
+// redelivery as a duplicate.
+const DefaultDeliveryLimit = 10000
+
 // ErrNotFound is returned for a deploy id or app the state does not know.
 var ErrNotFound = errors.New("not found")
 

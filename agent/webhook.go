@@ -70,7 +70,7 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 	if !ok {
 		return refuse(http.StatusNotFound, "unknown app %q", name)
 	}
-	delivery, err := hooks.Read(r, ap.cfg.secret, hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
+	delivery, err := hooks.Read(r, ap.cfg.Secret(), hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
 	if err != nil {
 		var he *hooks.Error
 		if errors.As(err, &he) {

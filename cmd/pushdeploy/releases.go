@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 )
@@ -22,7 +22,7 @@ func newReleasesCmd() *cobra.Command {
 }
 
 // appConfig loads the config and the named app from it.
-func appConfig(path, app string) (*agent.Config, *agent.AppConfig, error) {
+func appConfig(path, app string) (*config.Config, *config.App, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, nil, err

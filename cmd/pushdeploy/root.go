@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -30,18 +31,18 @@ func newRootCmd() *cobra.Command {
 
 // configFlag adds the --config flag every command that needs the agent's config takes.
 func configFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVar(path, "config", agent.DefaultConfigPath, "agent configuration file")
+	cmd.Flags().StringVar(path, "config", config.DefaultPath, "agent configuration file")
 }
 
-func loadConfig(path string) (*agent.Config, error) {
-	env := agent.Env{UID: os.Getuid(), SessionBus: os.Getenv("DBUS_SESSION_BUS_ADDRESS")}
+func loadConfig(path string) (*config.Config, error) {
+	env := config.Env{UID: os.Getuid(), SessionBus: os.Getenv("DBUS_SESSION_BUS_ADDRESS")}
 	env.Hostname, _ = os.Hostname()
 	if env.ConfigHome = os.Getenv("XDG_CONFIG_HOME"); env.ConfigHome == "" {
 		if home, err := os.UserHomeDir(); err == nil {
 			env.ConfigHome = filepath.Join(home, ".config")
 		}
 	}
-	return agent.LoadConfig(path, env)
+	return config.Load(path, env)
 }
 
 // logOutput picks JSON for machines and a readable console format on a terminal.
@@ -71,7 +72,7 @@ type backend interface {
 
 // connect loads the config and returns the running agent if it answers, else the data
 // directory read directly; done releases what it opened.
-func connect(ctx context.Context, configPath string) (b backend, cfg *agent.Config, done func(), err error) {
+func connect(ctx context.Context, configPath string) (b backend, cfg *config.Config, done func(), err error) {
 	if cfg, err = loadConfig(configPath); err != nil {
 		return nil, nil, nil, err
 	}
