@@ -17,6 +17,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // AppStatus is what `pushdeploy status` shows for an app.
@@ -24,9 +25,9 @@ type AppStatus struct {
 	App     string           `json:"app"`
 	Repo    string           `json:"repo"`
 	Current *release.Release `json:"current,omitempty"`
-	Active  *Deploy          `json:"active,omitempty"` // under way
-	Queued  *Deploy          `json:"queued,omitempty"` // waiting
-	Last    *Deploy          `json:"last,omitempty"`   // the newest finished
+	Active  *state.Deploy    `json:"active,omitempty"` // under way
+	Queued  *state.Deploy    `json:"queued,omitempty"` // waiting
+	Last    *state.Deploy    `json:"last,omitempty"`   // the newest finished
 	Config  *ConfigStatus    `json:"config,omitempty"` // with etcd: the configuration in place
 	Agent   bool             `json:"agent_running"`    // false when read from disk
 }
@@ -35,7 +36,7 @@ type AppStatus struct {
 // uses when the agent is not running, and what the admin API itself serves.
 type Local struct {
 	cfg   *config.Config
-	state *State
+	state *state.Store
 	store *release.Store
 	live  bool
 	gc    func(app string) (release.GCResult, error)
@@ -43,7 +44,7 @@ type Local struct {
 
 // OpenLocal opens the agent's state read-only, for use while the agent is down.
 func OpenLocal(cfg *config.Config) (*Local, error) {
-	st, err := OpenState(cfg.Layout().StateDB(), true, cfg.HistoryLimit)
+	st, err := state.Open(cfg.Layout().StateDB(), true, cfg.HistoryLimit)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func OpenLocal(cfg *config.Config) (*Local, error) {
 	l.gc = func(app string) (release.GCResult, error) {
 		ac, ok := cfg.Apps[app]
 		if !ok {
-			return release.GCResult{}, fmt.Errorf("app %q: %w", app, ErrNotFound)
+			return release.GCResult{}, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 		}
 		res, err := l.store.GC(app, ac.KeepReleases)
 		if err == nil && len(res.Removed) > 0 {
@@ -76,7 +77,7 @@ func (l *Local) Status(_ context.Context, only string) ([]AppStatus, error) {
 		}
 	}
 	if only != "" && len(names) == 0 {
-		return nil, fmt.Errorf("app %q: %w", only, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", only, state.ErrNotFound)
 	}
 	sort.Strings(names)
 	out := make([]AppStatus, 0, len(names))
@@ -103,9 +104,9 @@ func (l *Local) Status(_ context.Context, only string) ([]AppStatus, error) {
 		for i := range hist {
 			d := &hist[i]
 			switch {
-			case d.Status == StatusQueued && st.Queued == nil:
+			case d.Status == state.StatusQueued && st.Queued == nil:
 				st.Queued = d
-			case !d.Status.Final() && d.Status != StatusQueued && st.Active == nil:
+			case !d.Status.Final() && d.Status != state.StatusQueued && st.Active == nil:
 				st.Active = d
 			case d.Status.Final() && st.Last == nil:
 				st.Last = d
@@ -117,15 +118,15 @@ func (l *Local) Status(_ context.Context, only string) ([]AppStatus, error) {
 }
 
 // History returns an app's deploys, newest first.
-func (l *Local) History(_ context.Context, app string, limit int) ([]Deploy, error) {
+func (l *Local) History(_ context.Context, app string, limit int) ([]state.Deploy, error) {
 	if _, ok := l.cfg.Apps[app]; !ok {
-		return nil, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	return l.state.History(app, limit)
 }
 
 // Deploy returns one deploy and its log.
-func (l *Local) Deploy(_ context.Context, app, id string) (*Deploy, []byte, error) {
+func (l *Local) Deploy(_ context.Context, app, id string) (*state.Deploy, []byte, error) {
 	d, err := l.state.Get(app, id)
 	if err != nil {
 		return nil, nil, err
@@ -172,15 +173,15 @@ func (a *Agent) adminHandler() http.Handler {
 }
 
 type deployWithLog struct {
-	Deploy *Deploy `json:"deploy"`
-	Log    string  `json:"log"`
+	Deploy *state.Deploy `json:"deploy"`
+	Log    string        `json:"log"`
 }
 
 func reply(w http.ResponseWriter, v any, err error) {
 	switch {
 	case errors.Is(err, ErrNothingToDo):
 		writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, state.ErrNotFound):
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 	case err != nil:
 		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -229,7 +230,7 @@ func (c *Client) call(ctx context.Context, method, path string, out any) error {
 		var e struct{ Error string }
 		json.Unmarshal(body, &e)
 		if resp.StatusCode == http.StatusNotFound {
-			return fmt.Errorf("%s: %w", e.Error, ErrNotFound)
+			return fmt.Errorf("%s: %w", e.Error, state.ErrNotFound)
 		}
 		return fmt.Errorf("agent: %s", e.Error)
 	}
@@ -243,13 +244,13 @@ func (c *Client) Status(ctx context.Context, app string) ([]AppStatus, error) {
 }
 
 // History asks the agent for an app's deploys.
-func (c *Client) History(ctx context.Context, app string, limit int) ([]Deploy, error) {
-	var out []Deploy
+func (c *Client) History(ctx context.Context, app string, limit int) ([]state.Deploy, error) {
+	var out []state.Deploy
 	return out, c.call(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/history?limit="+strconv.Itoa(limit), &out)
 }
 
 // Deploy asks the agent for one deploy and its log.
-func (c *Client) Deploy(ctx context.Context, app, id string) (*Deploy, []byte, error) {
+func (c *Client) Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error) {
 	var out deployWithLog
 	err := c.call(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/deploys/"+url.PathEscape(id), &out)
 	return out.Deploy, []byte(out.Log), err
@@ -263,14 +264,14 @@ func (c *Client) GC(ctx context.Context, app string) (release.GCResult, error) {
 
 // Restart asks the agent to queue a rolling restart of app's current release (of one
 // service when service is set) and returns the queued record; Deploy follows it.
-func (c *Client) Restart(ctx context.Context, app, service string) (*Deploy, error) {
-	var out Deploy
+func (c *Client) Restart(ctx context.Context, app, service string) (*state.Deploy, error) {
+	var out state.Deploy
 	return &out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/restart?service="+url.QueryEscape(service), &out)
 }
 
 // Rollback asks the agent to queue a rollback of app to sha (a prefix), or to the previous
 // good release when sha is empty, and returns the queued record.
-func (c *Client) Rollback(ctx context.Context, app, sha string) (*Deploy, error) {
-	var out Deploy
+func (c *Client) Rollback(ctx context.Context, app, sha string) (*state.Deploy, error) {
+	var out state.Deploy
 	return &out, c.call(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/rollback?sha="+url.QueryEscape(sha), &out)
 }

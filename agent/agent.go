@@ -21,6 +21,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // DefaultShutdownGrace is how long a deploy under way may go on after the agent is asked
@@ -38,12 +39,12 @@ type Agent struct {
 	cfg     *config.Config
 	out     io.Writer
 	log     zerolog.Logger
-	state   *State
+	state   *state.Store
 	dirs    datadir.Layout
 	store   *release.Store
 	apps    map[string]*app
 	metrics *metrics
-	ids     deployIDs
+	ids     state.IDs
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
 
@@ -92,7 +93,7 @@ func (a *Agent) Open() (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	a.state, err = OpenState(a.dirs.StateDB(), false, a.cfg.HistoryLimit)
+	a.state, err = state.Open(a.dirs.StateDB(), false, a.cfg.HistoryLimit)
 	if err != nil {
 		return err
 	}
@@ -149,14 +150,14 @@ func (a *Agent) resume() error {
 	if err != nil {
 		return err
 	}
-	newest := map[string]*Deploy{}
+	newest := map[string]*state.Deploy{}
 	for i := range unfinished {
 		d := &unfinished[i]
 		if _, ok := a.apps[d.App]; !ok {
 			continue
 		}
 		if old := newest[d.App]; old != nil {
-			old.Status, old.Note, old.Finished = StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
+			old.Status, old.Note, old.Finished = state.StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
 			if err := a.state.Save(old); err != nil {
 				return err
 			}
@@ -170,10 +171,10 @@ func (a *Agent) resume() error {
 	sort.Strings(apps)
 	for _, app := range apps {
 		d := newest[app]
-		if d.Status != StatusQueued {
+		if d.Status != state.StatusQueued {
 			d.Note = fmt.Sprintf("resumed after agent restart (was %s)", d.Status)
 		}
-		d.Status = StatusQueued
+		d.Status = state.StatusQueued
 		if err := a.state.Save(d); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -27,7 +28,7 @@ type preparedEnv struct {
 // prepareEnv writes the configuration a deploy rolls out (configForDeploy) to the app's
 // environment file before its units are generated and started. An app without etcd gets
 // an empty preparedEnv whose methods do nothing.
-func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.Logger) (*preparedEnv, error) {
+func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *state.Deploy, log zerolog.Logger) (*preparedEnv, error) {
 	p := &preparedEnv{app: ap.cfg.Name(), a: a}
 	if a.renv == nil || ap.cfg.Config == nil {
 		return p, nil
@@ -83,7 +84,7 @@ func (p *preparedEnv) succeeded(log zerolog.Logger) {
 // back and every batch restarted so far is restarted on it, the failed one first, each
 // health-checked; the configuration is remembered as bad and not applied again, by a
 // config change or a deploy, until etcd holds another one.
-func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	if a.renv == nil || ap.cfg.Config == nil {
@@ -130,7 +131,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return errors.Join(err, undo())
 	}
 	defer release(ctx)
-	set(StatusStarting)
+	set(state.StatusStarting)
 	log.Info().Int("batches", len(batches)).Msg("restart planned")
 	if n, err := in.Restart(ctx, d.App, batches); err != nil {
 		return a.revertConfig(ctx, d, cfg, in, batches[:n], undo, err, log)
@@ -140,7 +141,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 
 // revertConfig puts the previous environment file back after cause failed the last of done,
 // and restarts done on it, the failed batch first.
-func (a *Agent) revertConfig(ctx context.Context, d *Deploy, cfg *appConfig, in *units.Installer, done [][]string, undo func() error, cause error, log zerolog.Logger) error {
+func (a *Agent) revertConfig(ctx context.Context, d *state.Deploy, cfg *appConfig, in *units.Installer, done [][]string, undo func() error, cause error, log zerolog.Logger) error {
 	ctx = context.WithoutCancel(ctx)
 	log.Warn().Err(cause).Int64("rev", cfg.Rev).Msg("configuration unhealthy: putting the previous one back")
 	errs := []error{fmt.Errorf("configuration at etcd revision %d: %w", cfg.Rev, cause)}

@@ -12,10 +12,11 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // watchConfig follows the app's configuration document in etcd until ctx ends and queues a
-// configuration change (KindConfig) once the document has been quiet for the app's
+// configuration change (state.KindConfig) once the document has been quiet for the app's
 // debounce and renders to something else than the environment file on disk. It starts from
 // what etcd holds when it is first reachable, so a change made while the agent was down,
 // or while etcd was, is rolled out too; renv.Watch re-reads after a compaction or a lost
@@ -106,7 +107,7 @@ func (a *Agent) configChanged(ap *app, s renv.Snapshot, log zerolog.Logger) {
 		}
 	}
 	cur, _ := a.store.Current(ap.cfg.Name())
-	d := a.newOp(ap.cfg.Name(), KindConfig, cur)
+	d := a.newOp(ap.cfg.Name(), state.KindConfig, cur)
 	d.Note = "configuration changed in etcd (revision " + strconv.FormatInt(s.Rev, 10) + ")"
 	if err := a.queueOp(ap, d); err != nil {
 		log.Error().Err(err).Msg("queue configuration change")

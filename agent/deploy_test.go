@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func TestAgent_deploy(t *testing.T) {
@@ -19,7 +20,7 @@ func TestAgent_deploy(t *testing.T) {
 		t.Fatalf("got %d %s, want 202", r.Code, r.Error)
 	}
 	d := f.wait(r.Deploy)
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("got status %s (%s), want succeeded", d.Status, d.Error)
 	}
 	if got := f.current(); got != sha {
@@ -68,20 +69,20 @@ func TestAgent_newestWins(t *testing.T) {
 		}
 		ids = append(ids, r.Deploy)
 		if v == "1" {
-			f.waitStatus(ids[0], StatusScript)
+			f.waitStatus(ids[0], state.StatusScript)
 		}
 	}
 	g.open(t)
 	first, second, third := f.wait(ids[0]), f.wait(ids[1]), f.wait(ids[2])
 	// The first was running when the others came: it may finish, or go stale because the
 	// branch has moved on by the time it asked; what it must not do is block the newest.
-	if first.Status != StatusSucceeded {
+	if first.Status != state.StatusSucceeded {
 		t.Errorf("first: got %s, want succeeded", first.Status)
 	}
-	if second.Status != StatusSuperseded || !strings.Contains(second.Note, ids[2]) {
+	if second.Status != state.StatusSuperseded || !strings.Contains(second.Note, ids[2]) {
 		t.Errorf("second: got %s (%q), want superseded by %s", second.Status, second.Note, ids[2])
 	}
-	if third.Status != StatusSucceeded {
+	if third.Status != state.StatusSucceeded {
 		t.Errorf("third: got %s (%s), want succeeded", third.Status, third.Error)
 	}
 	if got := f.current(); got != shas[2] {
@@ -89,7 +90,7 @@ func TestAgent_newestWins(t *testing.T) {
 	}
 }
 
-func (f *fixture) waitStatus(id string, want Status) {
+func (f *fixture) waitStatus(id string, want state.Status) {
 	f.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -115,7 +116,7 @@ func TestAgent_stalePush(t *testing.T) {
 	// The webhook for the first push is delivered again, late (a new delivery id).
 	late := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old)
 	d := f.wait(late.Deploy)
-	if d.Status != StatusStale || !strings.Contains(d.Note, "moved on") {
+	if d.Status != state.StatusStale || !strings.Contains(d.Note, "moved on") {
 		t.Errorf("late push: got %s (%q), want stale", d.Status, d.Note)
 	}
 	if got := f.current(); got != newer {
@@ -127,7 +128,7 @@ func TestAgent_stalePush(t *testing.T) {
 	f.push("deploy-production")
 	f.bare.Git("update-ref", "-d", "refs/heads/deploy-production")
 	gone := f.wait(f.deliver("refs/heads/deploy-production", newer, third).Deploy)
-	if gone.Status != StatusStale || !strings.Contains(gone.Note, "deleted") {
+	if gone.Status != state.StatusStale || !strings.Contains(gone.Note, "deleted") {
 		t.Errorf("deleted branch: got %s (%q), want stale", gone.Status, gone.Note)
 	}
 }
@@ -160,14 +161,14 @@ func TestAgent_script(t *testing.T) {
 			d := f.wait(f.deliver("refs/heads/deploy-production", good, next).Deploy)
 			log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 			if tt.wantErr == "" {
-				if d.Status != StatusSucceeded || f.current() != next {
+				if d.Status != state.StatusSucceeded || f.current() != next {
 					t.Fatalf("got %s (%s), current %.12s; want succeeded on %.12s", d.Status, d.Error, f.current(), next)
 				}
 				if strings.Contains(tt.body, "PREVIOUS") && !strings.Contains(string(log), "prev="+good) {
 					t.Errorf("script did not get PUSHDEPLOY_PREVIOUS_SHA=%s", good)
 				}
 			} else {
-				if d.Status != StatusFailed || !strings.Contains(d.Error, tt.wantErr) {
+				if d.Status != state.StatusFailed || !strings.Contains(d.Error, tt.wantErr) {
 					t.Fatalf("got %s (%q), want failed with %q", d.Status, d.Error, tt.wantErr)
 				}
 				if got := f.current(); got != good {
@@ -189,15 +190,15 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 	sha := f.commit("1")
 	f.push("deploy-production")
 	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
-	f.waitStatus(r.Deploy, StatusScript)
+	f.waitStatus(r.Deploy, state.StatusScript)
 	f.stop() // the grace runs out: the deploy is interrupted and goes back to queued
-	st, err := OpenState(f.cfg.Layout().StateDB(), true, 10)
+	st, err := state.Open(f.cfg.Layout().StateDB(), true, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d, _ := st.Get("web", r.Deploy)
 	st.Close()
-	if d.Status != StatusQueued {
+	if d.Status != state.StatusQueued {
 		t.Fatalf("after shutdown: got %s, want queued", d.Status)
 	}
 	if f.current() != "" {
@@ -205,7 +206,7 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 	}
 	g.open(t)
 	f.start()
-	if d := f.wait(r.Deploy); d.Status != StatusSucceeded {
+	if d := f.wait(r.Deploy); d.Status != state.StatusSucceeded {
 		t.Fatalf("after restart: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	if f.current() != sha {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // BenchmarkAgent_configChange measures what a configuration change costs on a host running
@@ -52,7 +53,7 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	gets := etcdGets(f.agent)
 	f.repo.Write("VERSION", "2\n", 0o644)
 	d := f.pushAndDeploy(f.repo.Commit("version 2"))
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		b.Fatalf("deploy: %s %s", d.Status, d.Error)
 	}
 	reads := etcdGets(f.agent) - gets
@@ -74,9 +75,9 @@ func BenchmarkAgent_configChange(b *testing.B) {
 				b.Fatalf("no instance answered %q in 30s", want)
 			}
 		}
-		c := f.waitKind(KindConfig, last)
+		c := f.waitKind(state.KindConfig, last)
 		rollout += c.Finished.Sub(start)
-		if c.Status != StatusSucceeded {
+		if c.Status != state.StatusSucceeded {
 			b.Fatalf("config change %d: %s %s", i+1, c.Status, c.Error)
 		}
 		last = c.ID

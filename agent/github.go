@@ -12,6 +12,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // Defaults for reporting deploys to GitHub. GitHub being slow or down must never hold up a
@@ -180,8 +181,8 @@ type ghDeployment struct {
 
 // github returns how deploy d of ap is reported to GitHub, or nil when it is not: the app
 // has no github settings, or d is a restart or rollback (no new commit is deployed).
-func (a *Agent) github(ap *app, d *Deploy) *ghDeployment {
-	if ap.gh == nil || a.reports == nil || (d.Kind != KindDeploy && d.Kind != "") {
+func (a *Agent) github(ap *app, d *state.Deploy) *ghDeployment {
+	if ap.gh == nil || a.reports == nil || (d.Kind != state.KindDeploy && d.Kind != "") {
 		return nil
 	}
 	env := a.environmentOf(ap.cfg, d.Branch)
@@ -208,7 +209,7 @@ func (a *Agent) environmentOf(cfg *config.App, branch string) string {
 
 // reportQueued creates d's GitHub deployment as soon as the push is accepted, so that a
 // deploy superseded before it starts can still be marked inactive.
-func (a *Agent) reportQueued(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportQueued(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
@@ -220,7 +221,7 @@ func (a *Agent) reportQueued(g *ghDeployment, d *Deploy) {
 
 // reportStart marks d's deployment in progress, creating it if that was not done yet (the
 // agent restarted since the push was queued).
-func (a *Agent) reportStart(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportStart(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
@@ -230,7 +231,7 @@ func (a *Agent) reportStart(g *ghDeployment, d *Deploy) {
 	})
 }
 
-func (a *Agent) deploymentSpec(g *ghDeployment, d *Deploy) *hooks.DeploymentSpec {
+func (a *Agent) deploymentSpec(g *ghDeployment, d *state.Deploy) *hooks.DeploymentSpec {
 	return &hooks.DeploymentSpec{
 		Ref:         d.SHA,
 		Environment: g.environment,
@@ -241,19 +242,19 @@ func (a *Agent) deploymentSpec(g *ghDeployment, d *Deploy) *hooks.DeploymentSpec
 
 // reportEnd posts d's final status: success, failure with the reason, or inactive when it
 // went stale, was superseded or was interrupted.
-func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportEnd(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
 	st := hooks.DeploymentStatus{LogURL: g.logs, Environment: g.environment}
 	switch d.Status {
-	case StatusSucceeded:
+	case state.StatusSucceeded:
 		st.State, st.Description = "success", "deployed "+abbrev.SHA(d.SHA)+" ("+d.ID+")"
-	case StatusFailed:
+	case state.StatusFailed:
 		st.State, st.Description = "failure", abbrev.FirstLine(d.Error)
-	case StatusStale:
+	case state.StatusStale:
 		st.State, st.Description = "inactive", "stale: "+d.Note
-	case StatusSuperseded:
+	case state.StatusSuperseded:
 		st.State, st.Description = "inactive", d.Note
 	default: // queued again: interrupted by shutdown
 		st.State, st.Description = "inactive", "interrupted by agent shutdown"

@@ -21,6 +21,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 const ghTestToken = "ghp_deploytoken"
@@ -163,7 +164,7 @@ func TestAgent_githubSuccess(t *testing.T) {
 	sha := f.commit("1")
 	f.push("deploy-production")
 	d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	f.stop() // drains the reports
@@ -203,7 +204,7 @@ func TestAgent_githubFailure(t *testing.T) {
 	sha := f.commit("1")
 	f.push("deploy-production")
 	d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-	if d.Status != StatusFailed {
+	if d.Status != state.StatusFailed {
 		t.Fatalf("got %s, want failed", d.Status)
 	}
 	id := gh.deploymentOf(d.ID)
@@ -241,13 +242,13 @@ func TestAgent_githubSuperseded(t *testing.T) {
 		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), shas[len(shas)-1])
 		ids = append(ids, r.Deploy)
 		if v == "1" {
-			f.waitStatus(ids[0], StatusScript)
+			f.waitStatus(ids[0], state.StatusScript)
 		}
 	}
 	g.open(t)
 	second, third := f.wait(ids[1]), f.wait(ids[2])
 	f.wait(ids[0])
-	if second.Status != StatusSuperseded || third.Status != StatusSucceeded {
+	if second.Status != state.StatusSuperseded || third.Status != state.StatusSucceeded {
 		t.Fatalf("got %s and %s, want superseded and succeeded", second.Status, third.Status)
 	}
 	f.stop()
@@ -276,7 +277,7 @@ func TestAgent_githubStale(t *testing.T) {
 	f.push("deploy-production")
 	f.wait(f.deliver("refs/heads/deploy-production", old, newer).Deploy)
 	late := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old).Deploy)
-	if late.Status != StatusStale {
+	if late.Status != state.StatusStale {
 		t.Fatalf("got %s, want stale", late.Status)
 	}
 	st := gh.waitStates(gh.deploymentOf(late.ID), 3)
@@ -301,7 +302,7 @@ func TestAgent_githubDown(t *testing.T) {
 			f.push("deploy-production")
 			start := time.Now()
 			d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-			if d.Status != StatusSucceeded {
+			if d.Status != state.StatusSucceeded {
 				t.Fatalf("got %s (%s), want succeeded", d.Status, d.Error)
 			}
 			if took := time.Since(start); took > 20*time.Second {

@@ -16,6 +16,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/restart"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -149,7 +150,7 @@ func TestAgent_haproxy(t *testing.T) {
 		c.Apps["web"].HAProxy = &config.HAProxy{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
 	})
 	ha := &restart.HAProxy{Socket: hap.Socket}
-	deploy := func(version, healthPath string) *Deploy {
+	deploy := func(version, healthPath string) *state.Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -169,7 +170,7 @@ func TestAgent_haproxy(t *testing.T) {
 		}
 	}
 
-	if d := deploy("1", "/health"); d.Status != StatusSucceeded {
+	if d := deploy("1", "/health"); d.Status != state.StatusSucceeded {
 		t.Fatalf("version 1: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	allUp("after version 1")
@@ -181,7 +182,7 @@ func TestAgent_haproxy(t *testing.T) {
 	took := time.Since(begin)
 	w.stop()
 	l.stop()
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("version 2: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	t.Logf("version 2 under load: %d requests sent, %d failed %v; %d polls of haproxy", l.sent, l.failed, l.errs, w.polls)
@@ -224,7 +225,7 @@ func TestAgent_haproxy(t *testing.T) {
 	l = startLoad(t, hap.Addr)
 	d = deploy("3", "/nope")
 	l.stop()
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "previous units put back and healthy") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "previous units put back and healthy") {
 		t.Fatalf("sick version 3: got %s (%s), want failed and reverted", d.Status, d.Error)
 	}
 	t.Logf("sick version 3 under load: %d requests sent, %d failed %v", l.sent, l.failed, l.errs)

@@ -21,6 +21,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 const testSecret = "s3cret-for-tests"
@@ -121,7 +122,7 @@ func (f *fixture) push(branch string) { f.repo.Push(f.bare, "main:"+branch) }
 
 // pushAndDeploy pushes main to deploy-production, delivers the signed webhook for sha and
 // waits for the deploy to finish.
-func (f *fixture) pushAndDeploy(sha string) *Deploy {
+func (f *fixture) pushAndDeploy(sha string) *state.Deploy {
 	f.t.Helper()
 	f.push("deploy-production")
 	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
@@ -190,7 +191,7 @@ func newDeliveryID() string {
 }
 
 // wait polls until deploy id of app "web" reaches a final status.
-func (f *fixture) wait(id string) *Deploy {
+func (f *fixture) wait(id string) *state.Deploy {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -22,10 +23,10 @@ var ErrNothingToDo = errors.New("nothing to do")
 // Restart queues a rolling restart of app's current release (one service's instances
 // only, when service is set): no fetch, no new release, each batch health-checked as in a
 // deploy. It returns the queued record; the app's queue runs it.
-func (a *Agent) Restart(app, service string) (*Deploy, error) {
+func (a *Agent) Restart(app, service string) (*state.Deploy, error) {
 	ap, ok := a.apps[app]
 	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	cur, err := a.store.Current(app)
 	if err != nil {
@@ -42,9 +43,9 @@ func (a *Agent) Restart(app, service string) (*Deploy, error) {
 		return nil, fmt.Errorf("restart %s: %w", app, err)
 	}
 	if _, ok := spec.Services[service]; service != "" && !ok {
-		return nil, fmt.Errorf("restart %s: service %q: %w (release %.12s has %s)", app, service, ErrNotFound, cur, strings.Join(sortedServices(spec), ", "))
+		return nil, fmt.Errorf("restart %s: service %q: %w (release %.12s has %s)", app, service, state.ErrNotFound, cur, strings.Join(sortedServices(spec), ", "))
 	}
-	d := a.newOp(app, KindRestart, cur)
+	d := a.newOp(app, state.KindRestart, cur)
 	d.Service = service
 	return d, a.queueOp(ap, d)
 }
@@ -53,10 +54,10 @@ func (a *Agent) Restart(app, service string) (*Deploy, error) {
 // when it succeeds: sha (a unique prefix is enough), or, when empty, the newest good
 // release older than the current one. A release marked bad can be given explicitly; the
 // record's note says so.
-func (a *Agent) Rollback(app, sha string) (*Deploy, error) {
+func (a *Agent) Rollback(app, sha string) (*state.Deploy, error) {
 	ap, ok := a.apps[app]
 	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	cur, err := a.store.Current(app)
 	if err != nil {
@@ -70,7 +71,7 @@ func (a *Agent) Rollback(app, sha string) (*Deploy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll %s back: %w", app, err)
 	}
-	d := a.newOp(app, KindRollback, target.SHA)
+	d := a.newOp(app, state.KindRollback, target.SHA)
 	d.Previous = cur
 	if target.Mark == release.Bad {
 		d.Note = fmt.Sprintf("release %.12s is marked bad (%s); rolling back to it as asked", target.SHA, abbrev.FirstLine(target.Reason))
@@ -89,7 +90,7 @@ func rollbackTarget(rels []release.Release, cur, sha string) (release.Release, e
 		}
 		switch {
 		case len(found) == 0:
-			return release.Release{}, fmt.Errorf("release %s: %w on this host", sha, ErrNotFound)
+			return release.Release{}, fmt.Errorf("release %s: %w on this host", sha, state.ErrNotFound)
 		case len(found) > 1:
 			return release.Release{}, fmt.Errorf("release %s is ambiguous: %d releases start with it", sha, len(found))
 		case found[0].SHA == cur:
@@ -109,12 +110,12 @@ func rollbackTarget(rels []release.Release, cur, sha string) (release.Release, e
 	return release.Release{}, fmt.Errorf("no good release older than the current %.12s on this host: %w", cur, ErrNothingToDo)
 }
 
-func (a *Agent) newOp(app, kind, sha string) *Deploy {
+func (a *Agent) newOp(app, kind, sha string) *state.Deploy {
 	now := time.Now().UTC()
-	return &Deploy{ID: a.ids.next(now), App: app, Kind: kind, SHA: sha, Status: StatusQueued, Queued: now}
+	return &state.Deploy{ID: a.ids.Next(now), App: app, Kind: kind, SHA: sha, Status: state.StatusQueued, Queued: now}
 }
 
-func (a *Agent) queueOp(ap *app, d *Deploy) error {
+func (a *Agent) queueOp(ap *app, d *state.Deploy) error {
 	if err := a.state.Save(d); err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func (a *Agent) queueOp(ap *app, d *Deploy) error {
 
 // restartPipeline runs a restart: the current release's instances restart batch after
 // batch, health-checked; current does not move and no release is marked.
-func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	cur, err := a.store.Current(d.App)
@@ -136,13 +137,13 @@ func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *Deploy, set fun
 		return fmt.Errorf("restart %s: no release is current: %w", d.App, ErrNothingToDo)
 	}
 	d.SHA, d.Previous = cur, cur
-	set(StatusStarting)
+	set(state.StatusStarting)
 	return a.restartServices(ctx, d, log)
 }
 
 // rollbackPipeline runs a rollback: the release on disk is rolled out like a deploy's (the
 // installer reverts to the running units if it fails), then becomes current, marked good.
-func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	rels, err := a.store.List(d.App)
@@ -151,7 +152,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	}
 	i := slices.IndexFunc(rels, func(r release.Release) bool { return r.SHA == d.SHA })
 	if i < 0 {
-		return fmt.Errorf("roll %s back to %.12s: release no longer on disk: %w", d.App, d.SHA, ErrNotFound)
+		return fmt.Errorf("roll %s back to %.12s: release no longer on disk: %w", d.App, d.SHA, state.ErrNotFound)
 	}
 	if d.Previous, err = a.store.Current(d.App); err != nil {
 		return err
@@ -166,7 +167,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	if err != nil {
 		return err
 	}
-	set(StatusStarting)
+	set(state.StatusStarting)
 	if err := a.startServices(ctx, d, rels[i], env.restore, log); err != nil {
 		return env.fail(err)
 	}

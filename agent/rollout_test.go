@@ -13,6 +13,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // downWatch polls the instances' ports until stopped and records the most that did not
@@ -60,7 +61,7 @@ func TestAgent_rollout(t *testing.T) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
 	})
 	const timing = `"timeout": "200ms", "interval": "100ms", "min_healthy_time": "300ms"`
-	deploy := func(version, healthPath, deadline string) (*Deploy, int) {
+	deploy := func(version, healthPath, deadline string) (*state.Deploy, int) {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -87,7 +88,7 @@ func TestAgent_rollout(t *testing.T) {
 			}
 		}
 	}
-	deployLog := func(d *Deploy) string {
+	deployLog := func(d *state.Deploy) string {
 		data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 		return string(data)
 	}
@@ -95,7 +96,7 @@ func TestAgent_rollout(t *testing.T) {
 	for _, v := range []string{"1", "2"} {
 		begin := time.Now()
 		d, down := deploy(v, "/health", "5s")
-		if d.Status != StatusSucceeded {
+		if d.Status != state.StatusSucceeded {
 			t.Fatalf("version %s: got %s (%s), want succeeded", v, d.Status, d.Error)
 		}
 		t.Logf("version %s: deploy took %v", v, time.Since(begin).Round(time.Millisecond))
@@ -116,7 +117,7 @@ func TestAgent_rollout(t *testing.T) {
 	begin := time.Now()
 	d, down := deploy("3", "/nope", "1s")
 	t.Logf("sick version: failed and reverted in %v", time.Since(begin).Round(time.Millisecond))
-	if d.Status != StatusFailed {
+	if d.Status != state.StatusFailed {
 		t.Fatalf("sick release: got %s, want failed", d.Status)
 	}
 	t.Logf("deploy error: %s", d.Error)

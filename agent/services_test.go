@@ -15,6 +15,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 var (
@@ -107,7 +108,7 @@ func TestAgent_services(t *testing.T) {
 	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 500*time.Millisecond)
 	})
-	deploy := func(version, command string) *Deploy {
+	deploy := func(version, command string) *state.Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -127,7 +128,7 @@ func TestAgent_services(t *testing.T) {
 
 	for _, v := range []string{"1", "2"} {
 		d := deploy(v, `["bin/hello"]`)
-		if d.Status != StatusSucceeded {
+		if d.Status != state.StatusSucceeded {
 			t.Fatalf("version %s: got %s (%s), want succeeded", v, d.Status, d.Error)
 		}
 		answers("hello from version " + v)
@@ -140,7 +141,7 @@ func TestAgent_services(t *testing.T) {
 
 	good := f.current()
 	d := deploy("3", `["bin/crash"]`)
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "boom: version 3 cannot start") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "boom: version 3 cannot start") {
 		t.Fatalf("crashing release: got %s (%q), want failed with the unit's output", d.Status, d.Error)
 	}
 	if got := f.current(); got != good {
@@ -152,7 +153,7 @@ func TestAgent_services(t *testing.T) {
 	f.repo.Remove("service.json")
 	sha := f.repo.Commit("no services")
 	f.push("deploy-production")
-	if d := f.wait(f.deliver("refs/heads/deploy-production", good, sha).Deploy); d.Status != StatusSucceeded {
+	if d := f.wait(f.deliver("refs/heads/deploy-production", good, sha).Deploy); d.Status != state.StatusSucceeded {
 		t.Fatalf("release without service.json: got %s (%s)", d.Status, d.Error)
 	}
 	if got := get(fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.HasPrefix(got, "error") {
@@ -165,7 +166,7 @@ func TestAgent_services(t *testing.T) {
 
 // logTimings reports, from the deploy's own log, how long the agent took before starting
 // services and how long the starts took.
-func logTimings(t *testing.T, f *fixture, d *Deploy) {
+func logTimings(t *testing.T, f *fixture, d *state.Deploy) {
 	data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 	var starting, running string
 	for _, line := range strings.Split(string(data), "\n") {

@@ -18,6 +18,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -114,7 +115,7 @@ func (a *Agent) saveInstalled(app string, in *units.Installed) error {
 //
 // beforeRevert (may be nil) runs when a failed rollout starts putting the previous release
 // back, before any instance restarts on it: it restores the previous environment file.
-func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, beforeRevert func() error, log zerolog.Logger) (err error) {
+func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.Release, beforeRevert func() error, log zerolog.Logger) (err error) {
 	prev, err := a.loadInstalled(d.App)
 	if err != nil {
 		return err
@@ -207,7 +208,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 // restartServices restarts the installed instances of d's release (of d.Service only, when
 // set) batch after batch as its service.json's rollout says, each batch health-checked and
 // taken out of haproxy's rotation meanwhile.
-func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logger) error {
+func (a *Agent) restartServices(ctx context.Context, d *state.Deploy, log zerolog.Logger) error {
 	in, batches, restore, err := a.restartPlan(ctx, d, log)
 	if err != nil {
 		return err
@@ -222,7 +223,7 @@ func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logg
 // d.Service only, when set): the installer with its health and rotation hooks, the batches
 // as service.json's rollout says, and what puts haproxy's servers back in rotation at the
 // end, whatever the outcome.
-func (a *Agent) restartPlan(ctx context.Context, d *Deploy, log zerolog.Logger) (*units.Installer, [][]string, func(context.Context), error) {
+func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, log zerolog.Logger) (*units.Installer, [][]string, func(context.Context), error) {
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
@@ -242,7 +243,7 @@ func (a *Agent) restartPlan(ctx context.Context, d *Deploy, log zerolog.Logger) 
 	if d.Service != "" {
 		s, ok := spec.Services[d.Service]
 		if !ok {
-			return nil, nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
+			return nil, nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, state.ErrNotFound)
 		}
 		for n := 1; n <= s.Instances; n++ {
 			only = append(only, units.UnitName(d.App, d.Service, n))

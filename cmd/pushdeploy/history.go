@@ -11,8 +11,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newHistoryCmd() *cobra.Command {
@@ -62,7 +62,7 @@ func newHistoryCmd() *cobra.Command {
 	return cmd
 }
 
-func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
+func printDeploy(w io.Writer, d *state.Deploy, log []byte) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -118,9 +118,9 @@ func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
 }
 
 // kind is what the record did; records from before kinds existed are deploys.
-func kind(d *agent.Deploy) string {
+func kind(d *state.Deploy) string {
 	if d.Kind == "" {
-		return agent.KindDeploy
+		return state.KindDeploy
 	}
 	return d.Kind
 }

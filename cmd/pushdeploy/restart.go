@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newRestartCmd() *cobra.Command {
@@ -54,7 +55,7 @@ func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, err
 
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
 // status it goes through; a restart or rollback that did not succeed is an error.
-func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, noWait bool) error {
+func follow(ctx context.Context, w io.Writer, c *agent.Client, d *state.Deploy, noWait bool) error {
 	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, abbrev.SHA(d.SHA), d.ID)
 	if d.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", d.Note)
@@ -80,11 +81,11 @@ func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, 
 		}
 	}
 	switch d.Status {
-	case agent.StatusSucceeded:
+	case state.StatusSucceeded:
 		fmt.Fprintf(w, "%s succeeded in %s; history: pushdeploy history %s %s\n", d.Kind,
 			d.Finished.Sub(d.Started).Round(time.Millisecond), d.App, d.ID)
 		return nil
-	case agent.StatusFailed:
+	case state.StatusFailed:
 		return fmt.Errorf("%s %s failed (pushdeploy history %s %s): %s", d.Kind, d.ID, d.App, d.ID, d.Error)
 	}
 	return fmt.Errorf("%s %s did not run: %s: %s", d.Kind, d.ID, d.Status, d.Note)

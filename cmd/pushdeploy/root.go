@@ -15,6 +15,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newRootCmd() *cobra.Command {
@@ -65,8 +66,8 @@ func logOutput(format string, w *os.File) (io.Writer, error) {
 // over its admin socket, or the data directory when the agent is down.
 type backend interface {
 	Status(ctx context.Context, app string) ([]agent.AppStatus, error)
-	History(ctx context.Context, app string, limit int) ([]agent.Deploy, error)
-	Deploy(ctx context.Context, app, id string) (*agent.Deploy, []byte, error)
+	History(ctx context.Context, app string, limit int) ([]state.Deploy, error)
+	Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error)
 	GC(ctx context.Context, app string) (release.GCResult, error)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -75,7 +76,7 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 		}
 		for _, row := range []struct {
 			label string
-			d     *agent.Deploy
+			d     *state.Deploy
 		}{{"active", s.Active}, {"queued", s.Queued}, {"last", s.Last}} {
 			if row.d != nil {
 				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, abbrev.SHA(row.d.SHA), detail(row.d))
@@ -94,7 +95,7 @@ func markOf(m string) string {
 
 // detail is the one thing worth knowing about a deploy in a table: its error, why it was
 // skipped, or how long it took.
-func detail(d *agent.Deploy) string {
+func detail(d *state.Deploy) string {
 	switch {
 	case d.Error != "":
 		return abbrev.FirstLine(d.Error)
