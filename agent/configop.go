@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
@@ -88,7 +89,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, se
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	if a.renv == nil || ap.cfg.Config == nil {
-		return fmt.Errorf("roll out configuration of %s: the agent has no etcd section: %w", d.App, ErrNothingToDo)
+		return fmt.Errorf("roll out configuration of %s: the agent has no etcd section: %w", d.App, admin.ErrNothingToDo)
 	}
 	ac := ap.cfg
 	cfg, err := a.fetchConfig(ctx, ac)
@@ -123,7 +124,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, se
 	}
 	log.Info().Int64("rev", cfg.Rev).Int("keys", len(cfg.Leaves)).Msg("environment file written")
 	in, batches, release, err := a.restartPlan(ctx, d, log)
-	if errors.Is(err, ErrNothingToDo) {
+	if errors.Is(err, admin.ErrNothingToDo) {
 		d.Note = "environment file written; no services running to restart"
 		return a.saveGood(ac.Name(), cfg)
 	}

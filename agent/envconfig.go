@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
@@ -232,24 +233,14 @@ func readJSON(p string, v any) (bool, error) {
 	return true, nil
 }
 
-// ConfigStatus is what `pushdeploy status` says of an app's configuration from etcd.
-type ConfigStatus struct {
-	Doc      string    `json:"doc"`               // app/env in etcd
-	Rev      int64     `json:"rev,omitempty"`     // the last good configuration's revision
-	Fetched  time.Time `json:"fetched,omitzero"`  // when it was read
-	BadRev   int64     `json:"bad_rev,omitempty"` // a configuration reverted as unhealthy
-	BadWhy   string    `json:"bad_reason,omitempty"`
-	BadSince time.Time `json:"bad_at,omitzero"`
-}
-
 // configStatus reads the app's last good and last reverted configuration from disk; nil
 // when the agent has no etcd section.
-func configStatus(cfg *config.Config, app string) *ConfigStatus {
+func configStatus(cfg *config.Config, app string) *admin.ConfigStatus {
 	ac := cfg.Apps[app]
 	if cfg.Etcd == nil || ac == nil || ac.Config == nil {
 		return nil
 	}
-	st := &ConfigStatus{Doc: ac.Config.Name + "/" + ac.Config.Env}
+	st := &admin.ConfigStatus{Doc: ac.Config.Name + "/" + ac.Config.Env}
 	var good appConfig
 	if ok, _ := readJSON(cfg.Layout().GoodConfig(app), &good); ok {
 		st.Rev, st.Fetched = good.Rev, good.Fetched

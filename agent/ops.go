@@ -10,15 +10,12 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
-
-// ErrNothingToDo is returned for a restart or rollback that cannot apply: no current
-// release, no services, or a rollback to the release that is already current.
-var ErrNothingToDo = errors.New("nothing to do")
 
 // Restart queues a rolling restart of app's current release (one service's instances
 // only, when service is set): no fetch, no new release, each batch health-checked as in a
@@ -33,11 +30,11 @@ func (a *Agent) Restart(app, service string) (*state.Deploy, error) {
 		return nil, err
 	}
 	if cur == "" {
-		return nil, fmt.Errorf("restart %s: no release is current yet: %w", app, ErrNothingToDo)
+		return nil, fmt.Errorf("restart %s: no release is current yet: %w", app, admin.ErrNothingToDo)
 	}
 	spec, err := units.Load(a.store.ReleaseDir(app, cur))
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", app, cur, ErrNothingToDo)
+		return nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", app, cur, admin.ErrNothingToDo)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restart %s: %w", app, err)
@@ -94,20 +91,20 @@ func rollbackTarget(rels []release.Release, cur, sha string) (release.Release, e
 		case len(found) > 1:
 			return release.Release{}, fmt.Errorf("release %s is ambiguous: %d releases start with it", sha, len(found))
 		case found[0].SHA == cur:
-			return release.Release{}, fmt.Errorf("release %.12s is already current: %w", cur, ErrNothingToDo)
+			return release.Release{}, fmt.Errorf("release %.12s is already current: %w", cur, admin.ErrNothingToDo)
 		}
 		return found[0], nil
 	}
 	i := slices.IndexFunc(rels, func(r release.Release) bool { return r.SHA == cur })
 	if cur == "" || i < 0 {
-		return release.Release{}, fmt.Errorf("no release is current yet: %w", ErrNothingToDo)
+		return release.Release{}, fmt.Errorf("no release is current yet: %w", admin.ErrNothingToDo)
 	}
 	for _, r := range rels[i+1:] {
 		if r.Mark == release.Good {
 			return r, nil
 		}
 	}
-	return release.Release{}, fmt.Errorf("no good release older than the current %.12s on this host: %w", cur, ErrNothingToDo)
+	return release.Release{}, fmt.Errorf("no good release older than the current %.12s on this host: %w", cur, admin.ErrNothingToDo)
 }
 
 func (a *Agent) newOp(app, kind, sha string) *state.Deploy {
@@ -134,7 +131,7 @@ func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *state.Deploy, s
 		return err
 	}
 	if cur == "" {
-		return fmt.Errorf("restart %s: no release is current: %w", d.App, ErrNothingToDo)
+		return fmt.Errorf("restart %s: no release is current: %w", d.App, admin.ErrNothingToDo)
 	}
 	d.SHA, d.Previous = cur, cur
 	set(state.StatusStarting)
@@ -158,7 +155,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *state.Deploy, 
 		return err
 	}
 	if d.Previous == d.SHA {
-		return fmt.Errorf("roll %s back: release %.12s is already current: %w", d.App, d.SHA, ErrNothingToDo)
+		return fmt.Errorf("roll %s back: release %.12s is already current: %w", d.App, d.SHA, admin.ErrNothingToDo)
 	}
 	if d.Note != "" {
 		log.Warn().Str("sha", d.SHA).Str("mark", string(rels[i].Mark)).Msg("rolling back to a release marked bad")

@@ -15,6 +15,7 @@ import (
 	"github.com/godbus/dbus/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/release"
@@ -227,7 +228,7 @@ func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, log zerolog.Lo
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return nil, nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
+		return nil, nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, admin.ErrNothingToDo)
 	}
 	if err != nil {
 		return nil, nil, nil, err
@@ -237,7 +238,7 @@ func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, log zerolog.Lo
 		return nil, nil, nil, err
 	}
 	if installed == nil {
-		return nil, nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
+		return nil, nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, admin.ErrNothingToDo)
 	}
 	var only []string
 	if d.Service != "" {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -41,13 +41,13 @@ func newRestartCmd() *cobra.Command {
 
 // liveAgent returns a client of the running agent: restarts and rollbacks go through its
 // deploy queues, so they need it.
-func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, error) {
+func liveAgent(ctx context.Context, configPath, what string) (*admin.Client, error) {
 	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
-	c := agent.NewClient(cfg.AdminSocket)
-	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, agent.ErrAgentDown) {
+	c := admin.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, admin.ErrAgentDown) {
 		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: systemctl start pushdeploy, or pushdeploy agent)", what, cfg.AdminSocket)
 	}
 	return c, nil
@@ -55,7 +55,7 @@ func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, err
 
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
 // status it goes through; a restart or rollback that did not succeed is an error.
-func follow(ctx context.Context, w io.Writer, c *agent.Client, d *state.Deploy, noWait bool) error {
+func follow(ctx context.Context, w io.Writer, c *admin.Client, d *state.Deploy, noWait bool) error {
 	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, abbrev.SHA(d.SHA), d.ID)
 	if d.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", d.Note)

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
@@ -65,7 +66,7 @@ func logOutput(format string, w *os.File) (io.Writer, error) {
 // backend is what the read and housekeeping commands need from the agent: a running agent
 // over its admin socket, or the data directory when the agent is down.
 type backend interface {
-	Status(ctx context.Context, app string) ([]agent.AppStatus, error)
+	Status(ctx context.Context, app string) ([]admin.AppStatus, error)
 	History(ctx context.Context, app string, limit int) ([]state.Deploy, error)
 	Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error)
 	GC(ctx context.Context, app string) (release.GCResult, error)
@@ -77,8 +78,8 @@ func connect(ctx context.Context, configPath string) (b backend, cfg *config.Con
 	if cfg, err = loadConfig(configPath); err != nil {
 		return nil, nil, nil, err
 	}
-	c := agent.NewClient(cfg.AdminSocket)
-	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, agent.ErrAgentDown) {
+	c := admin.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, admin.ErrAgentDown) {
 		return c, cfg, func() {}, nil
 	}
 	l, err := agent.OpenLocal(cfg)
