@@ -8,17 +8,20 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
 	"github.com/pushdeploy/pushdeploy/rollout/systemd"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // DefaultShutdownGrace is how long a deploy under way may go on after the agent is asked
@@ -33,14 +36,15 @@ type Agent struct {
 	// Version is reported by /healthz and the admin API.
 	Version string
 
-	cfg     *Config
+	cfg     *config.Config
 	out     io.Writer
 	log     zerolog.Logger
-	state   *State
+	state   *state.Store
+	dirs    datadir.Layout
 	store   *release.Store
 	apps    map[string]*app
 	metrics *metrics
-	ids     deployIDs
+	ids     state.IDs
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
 
@@ -52,20 +56,21 @@ type Agent struct {
 }
 
 // New returns an agent for cfg that logs to out (already formatted: JSON or console).
-func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
+func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 	a := &Agent{
 		ShutdownGrace: DefaultShutdownGrace,
 		cfg:           cfg,
 		out:           out,
 		log:           newLogger(out, level).Str("component", "agent").Logger(),
-		store:         release.NewStore(cfg.DataDir),
+		dirs:          cfg.Layout(),
+		store:         release.NewStore(cfg.Layout()),
 		apps:          make(map[string]*app, len(cfg.Apps)),
 		metrics:       newMetrics(),
 	}
 	for name, ac := range cfg.Apps {
 		ap := newApp(ac)
 		if g := ac.GitHub; g != nil {
-			gh, err := hooks.NewGitHub(g.token, g.APIURL)
+			gh, err := hooks.NewGitHub(g.Token(), g.APIURL)
 			if err != nil {
 				// The configuration was validated: this cannot happen, and must not stop deploys.
 				a.log.Error().Err(err).Str("app", name).Msg("github reporting disabled")
@@ -81,9 +86,6 @@ func New(cfg *Config, out io.Writer, level zerolog.Level) *Agent {
 	return a
 }
 
-// StatePath is where the agent keeps its durable state.
-func StatePath(cfg *Config) string { return filepath.Join(cfg.DataDir, "state.db") }
-
 // Open creates the data directory, opens the state, clears what a crash left behind, queues
 // again the deploys that were accepted but not finished, and binds the webhook listener and
 // the admin socket.
@@ -91,7 +93,7 @@ func (a *Agent) Open() (err error) {
 	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	a.state, err = OpenState(StatePath(a.cfg), false, a.cfg.HistoryLimit)
+	a.state, err = state.Open(a.dirs.StateDB(), false, a.cfg.HistoryLimit)
 	if err != nil {
 		return err
 	}
@@ -121,7 +123,7 @@ func (a *Agent) Open() (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
-	a.adminLn, err = listenUnix(a.cfg.AdminSocket)
+	a.adminLn, err = admin.Listen(a.cfg.AdminSocket)
 	if err != nil {
 		return err
 	}
@@ -133,7 +135,8 @@ func (a *Agent) Open() (err error) {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
-	a.admin = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	answers := &Local{cfg: a.cfg, state: a.state, store: a.store, live: true, gc: a.GC}
+	a.admin = &http.Server{Handler: admin.Handler(adminBackend{Local: answers, a: a}), ReadHeaderTimeout: 10 * time.Second}
 	return nil
 }
 
@@ -148,14 +151,14 @@ func (a *Agent) resume() error {
 	if err != nil {
 		return err
 	}
-	newest := map[string]*Deploy{}
+	newest := map[string]*state.Deploy{}
 	for i := range unfinished {
 		d := &unfinished[i]
 		if _, ok := a.apps[d.App]; !ok {
 			continue
 		}
 		if old := newest[d.App]; old != nil {
-			old.Status, old.Note, old.Finished = StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
+			old.Status, old.Note, old.Finished = state.StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
 			if err := a.state.Save(old); err != nil {
 				return err
 			}
@@ -169,10 +172,10 @@ func (a *Agent) resume() error {
 	sort.Strings(apps)
 	for _, app := range apps {
 		d := newest[app]
-		if d.Status != StatusQueued {
+		if d.Status != state.StatusQueued {
 			d.Note = fmt.Sprintf("resumed after agent restart (was %s)", d.Status)
 		}
-		d.Status = StatusQueued
+		d.Status = state.StatusQueued
 		if err := a.state.Save(d); err != nil {
 			return err
 		}
@@ -280,30 +283,4 @@ func (a *Agent) close() {
 		a.renv.Close()
 		a.renv = nil
 	}
-}
-
-// listenUnix binds the admin socket in a directory only the agent's user can enter, so the
-// socket is never reachable by others, not even for the moment before a chmod.
-func listenUnix(path string) (net.Listener, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create admin socket dir: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create admin socket dir: %w", err)
-	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("admin socket %s: another agent is running", path)
-	}
-	os.Remove(path)
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("listen on %s: %w", path, err)
-	}
-	return ln, nil
 }

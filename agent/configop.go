@@ -8,7 +8,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/rollout"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // preparedEnv is the environment file a deploy or rollback rolls out with its release.
@@ -26,8 +28,8 @@ type preparedEnv struct {
 // prepareEnv writes the configuration a deploy rolls out (configForDeploy) to the app's
 // environment file before its units are generated and started. An app without etcd gets
 // an empty preparedEnv whose methods do nothing.
-func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.Logger) (*preparedEnv, error) {
-	p := &preparedEnv{app: ap.cfg.name, a: a}
+func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *state.Deploy, log zerolog.Logger) (*preparedEnv, error) {
+	p := &preparedEnv{app: ap.cfg.Name(), a: a}
 	if a.renv == nil || ap.cfg.Config == nil {
 		return p, nil
 	}
@@ -35,11 +37,11 @@ func (a *Agent) prepareEnv(ctx context.Context, ap *app, d *Deploy, log zerolog.
 	if err != nil {
 		return nil, err
 	}
-	undo, changed, err := a.writeEnv(ap.cfg.name, cfg)
+	undo, changed, err := a.writeEnv(ap.cfg.Name(), cfg)
 	if err != nil {
 		return nil, err
 	}
-	p.path, p.cfg, p.undo = envFilePath(a.cfg.DataDir, ap.cfg.name), cfg, undo
+	p.path, p.cfg, p.undo = a.dirs.EnvFile(ap.cfg.Name()), cfg, undo
 	d.ConfigRev, d.ConfigSource = cfg.Rev, cfg.Source
 	log.Info().Int64("rev", cfg.Rev).Str("source", cfg.Source).Bool("changed", changed).
 		Int("keys", len(cfg.Leaves)).Msg("configuration")
@@ -85,11 +87,11 @@ func (p *preparedEnv) succeeded(log zerolog.Logger) {
 // back and every batch restarted so far is restarted on it, the failed one first, each
 // health-checked; the configuration is remembered as bad and not applied again, by a
 // config change or a deploy, until etcd holds another one.
-func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	if a.renv == nil || ap.cfg.Config == nil {
-		return fmt.Errorf("roll out configuration of %s: the agent has no etcd section: %w", d.App, ErrNothingToDo)
+		return fmt.Errorf("roll out configuration of %s: the agent has no etcd section: %w", d.App, admin.ErrNothingToDo)
 	}
 	ac := ap.cfg
 	cfg, err := a.fetchConfig(ctx, ac)
@@ -97,7 +99,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return fmt.Errorf("roll out configuration: %w; the environment file is unchanged", err)
 	}
 	d.ConfigRev, d.ConfigSource = cfg.Rev, cfg.Source
-	if bad, err := a.loadBad(ac.name); err != nil {
+	if bad, err := a.loadBad(ac.Name()); err != nil {
 		return err
 	} else if bad != nil && bad.Hash == cfg.Hash {
 		d.Note = fmt.Sprintf("etcd revision %d holds the configuration reverted as unhealthy (revision %d); not applied again", cfg.Rev, bad.Rev)
@@ -109,11 +111,11 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		return err
 	}
 	d.SHA, d.Previous = cur, cur
-	old := a.configEnv(ac.name)
-	undo, changed, err := a.writeEnv(ac.name, cfg)
+	old := a.configEnv(ac.Name())
+	undo, changed, err := a.writeEnv(ac.Name(), cfg)
 	if err == nil && changed && cur == "" {
 		d.Note = "environment file written; no release yet"
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	if err != nil {
 		return err
@@ -121,13 +123,13 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 	if !changed {
 		d.Note = "environment file already up to date"
 		log.Info().Int64("rev", cfg.Rev).Msg("configuration unchanged: nothing to restart")
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	log.Info().Int64("rev", cfg.Rev).Int("keys", len(cfg.Leaves)).Msg("environment file written")
-	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(ac.name), old, true, log)
-	if errors.Is(err, ErrNothingToDo) {
+	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(ac.Name()), old, true, log)
+	if errors.Is(err, admin.ErrNothingToDo) {
 		d.Note = "environment file written; no services running to restart"
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	if err != nil {
 		return errors.Join(err, undo())
@@ -138,11 +140,11 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *Deploy, set func
 		log.Warn().Int64("rev", cfg.Rev).Msg("configuration unhealthy: putting the previous one back")
 		return undo()
 	}
-	set(StatusStarting)
+	set(state.StatusStarting)
 	log.Info().Int("batches", len(plan.Batches)).Msg("restart planned")
 	err = eng.Restart(ctx, plan)
 	if err == nil {
-		return a.saveGood(ac.name, cfg)
+		return a.saveGood(ac.Name(), cfg)
 	}
 	if _, halted := errors.AsType[*rollout.HaltedError](err); halted {
 		return fmt.Errorf("configuration at etcd revision %d: %w", cfg.Rev, err)

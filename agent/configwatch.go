@@ -10,18 +10,20 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // watchConfig follows the app's configuration document in etcd until ctx ends and queues a
-// configuration change (KindConfig) once the document has been quiet for the app's
+// configuration change (state.KindConfig) once the document has been quiet for the app's
 // debounce and renders to something else than the environment file on disk. It starts from
 // what etcd holds when it is first reachable, so a change made while the agent was down,
 // or while etcd was, is rolled out too; renv.Watch re-reads after a compaction or a lost
 // watch, so no change is missed, though intermediate ones may be skipped.
 func (a *Agent) watchConfig(ctx context.Context, ap *app) {
 	ac := ap.cfg
-	log := a.log.With().Str("component", "config").Str("app", ac.name).
+	log := a.log.With().Str("component", "config").Str("app", ac.Name()).
 		Str("doc", ac.Config.Name+"/"+ac.Config.Env).Logger()
 	from, ok := a.firstRead(ctx, ac, log)
 	if !ok {
@@ -63,7 +65,7 @@ func (a *Agent) watchConfig(ctx context.Context, ap *app) {
 }
 
 // firstRead reads the document until etcd answers or ctx ends, backing off up to 5s.
-func (a *Agent) firstRead(ctx context.Context, ac *AppConfig, log zerolog.Logger) (renv.Snapshot, bool) {
+func (a *Agent) firstRead(ctx context.Context, ac *config.App, log zerolog.Logger) (renv.Snapshot, bool) {
 	wait := 200 * time.Millisecond
 	warned := false
 	for {
@@ -94,18 +96,18 @@ func (a *Agent) firstRead(ctx context.Context, ac *AppConfig, log zerolog.Logger
 func (a *Agent) configChanged(ap *app, s renv.Snapshot, log zerolog.Logger) {
 	cfg, err := render(ap.cfg, s.Leaves, s.Rev)
 	if err == nil {
-		cur, rerr := os.ReadFile(envFilePath(a.cfg.DataDir, ap.cfg.name))
+		cur, rerr := os.ReadFile(a.dirs.EnvFile(ap.cfg.Name()))
 		if rerr == nil && bytes.Equal(cur, cfg.Env) {
 			log.Debug().Int64("rev", s.Rev).Msg("configuration renders to the environment file in place")
 			return
 		}
-		if bad, _ := a.loadBad(ap.cfg.name); bad != nil && bad.Hash == cfg.Hash {
+		if bad, _ := a.loadBad(ap.cfg.Name()); bad != nil && bad.Hash == cfg.Hash {
 			log.Info().Int64("rev", s.Rev).Msg("configuration is the one reverted as unhealthy: not applied again")
 			return
 		}
 	}
-	cur, _ := a.store.Current(ap.cfg.name)
-	d := a.newOp(ap.cfg.name, KindConfig, cur)
+	cur, _ := a.store.Current(ap.cfg.Name())
+	d := a.newOp(ap.cfg.Name(), state.KindConfig, cur)
 	d.Note = "configuration changed in etcd (revision " + strconv.FormatInt(s.Rev, 10) + ")"
 	if err := a.queueOp(ap, d); err != nil {
 		log.Error().Err(err).Msg("queue configuration change")

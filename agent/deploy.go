@@ -10,7 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // errStale marks a deploy that must not happen because the branch has moved on.
@@ -21,16 +23,12 @@ type staleError struct{ reason string }
 func (e *staleError) Error() string { return e.reason }
 func (e *staleError) Unwrap() error { return errStale }
 
-func logPath(dataDir, app, id string) string {
-	return filepath.Join(dataDir, "apps", app, "deploys", id+".log")
-}
-
 // runDeploy takes one deploy from queued to a final status, recording every step.
-func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
+func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	log, closeLog := a.deployLogger(d)
 	defer closeLog()
 	d.Started = time.Now().UTC()
-	set := func(s Status) {
+	set := func(s state.Status) {
 		d.Status = s
 		if err := a.state.Save(d); err != nil {
 			log.Error().Err(err).Msg("record deploy status")
@@ -44,11 +42,11 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 	defer a.reportEnd(gh, d)
 	var err error
 	switch d.Kind {
-	case KindRestart:
+	case state.KindRestart:
 		err = a.restartPipeline(ctx, ap, d, set, log)
-	case KindRollback:
+	case state.KindRollback:
 		err = a.rollbackPipeline(ctx, ap, d, set, log)
-	case KindConfig:
+	case state.KindConfig:
 		err = a.configPipeline(ctx, ap, d, set, log)
 	default:
 		err = a.pipeline(ctx, ap, d, set, log)
@@ -57,23 +55,23 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 	var stale *staleError
 	switch {
 	case err == nil:
-		set(StatusSucceeded)
+		set(state.StatusSucceeded)
 		log.Info().Int64("took_ms", d.Finished.Sub(d.Started).Milliseconds()).Msg("deploy succeeded")
 	case errors.As(err, &stale):
 		d.Note = stale.reason
-		set(StatusStale)
+		set(state.StatusStale)
 		log.Warn().Str("reason", stale.reason).Msg("deploy skipped: stale")
 	case ctx.Err() != nil:
 		// The agent is stopping: current was not switched, so the deploy can simply run again
 		// at the next start.
 		d.Finished = time.Time{}
 		d.Note = "interrupted by agent shutdown; resumes at next start"
-		set(StatusQueued)
+		set(state.StatusQueued)
 		log.Warn().Msg("deploy interrupted by shutdown")
 		return
 	default:
 		d.Error = err.Error()
-		set(StatusFailed)
+		set(state.StatusFailed)
 		log.Error().Err(err).Msg("deploy failed")
 	}
 	a.metrics.deploys.WithLabelValues(d.App, string(d.Status)).Inc()
@@ -83,10 +81,10 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *Deploy) {
 
 // pipeline is the deploy itself. Nothing it does before Activate is visible to the running
 // release; any error before then leaves current where it was.
-func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
-	set(StatusFetching)
+	set(state.StatusFetching)
 	cache, err := a.cache(ap)
 	if err != nil {
 		return err
@@ -100,7 +98,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 		return err
 	}
 	if tip != d.SHA {
-		return &staleError{fmt.Sprintf("branch %s has moved on to %s", d.Branch, short(tip))}
+		return &staleError{fmt.Sprintf("branch %s has moved on to %s", d.Branch, abbrev.SHA(tip))}
 	}
 	start := time.Now()
 	res, err := cache.Fetch(ctx, d.SHA, d.Branch)
@@ -114,7 +112,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 	log.Info().Int64("bytes", res.PackBytes).Bool("fallback", res.Fallback).Bool("cached", res.AlreadyHad).
 		Int64("took_ms", time.Since(start).Milliseconds()).Msg("fetched")
 
-	set(StatusReleasing)
+	set(state.StatusReleasing)
 	start = time.Now()
 	rel, err := a.store.Build(ctx, d.App, cache, d.SHA, release.Info{Branch: d.Branch, Deploy: d.ID})
 	if err != nil {
@@ -129,7 +127,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 		return err
 	}
 	if len(ap.cfg.Script) > 0 {
-		set(StatusScript)
+		set(state.StatusScript)
 		run := scriptRun{
 			Argv:    ap.cfg.Script,
 			Args:    []string{ap.cfg.Repo, d.Branch, d.SHA},
@@ -151,7 +149,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 			return env.fail(err)
 		}
 	}
-	set(StatusStarting)
+	set(state.StatusStarting)
 	if err := a.startServices(ctx, d, rel, env.putBack, log); err != nil {
 		return env.fail(err)
 	}
@@ -161,7 +159,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
-	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
 	env.succeeded(log)
 	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
 	if _, err := a.gc(ap, cache, log); err != nil {
@@ -173,7 +171,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *Deploy, set func(Statu
 // cache opens the app's git cache once; the caller holds ap.op.
 func (a *Agent) cache(ap *app) (*release.Cache, error) {
 	if ap.cache == nil {
-		c, err := release.OpenCache(a.store.CacheDir(ap.cfg.name), ap.cfg.remote())
+		c, err := release.OpenCache(a.store.CacheDir(ap.cfg.Name()), ap.cfg.Origin())
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +182,7 @@ func (a *Agent) cache(ap *app) (*release.Cache, error) {
 
 // gc applies the app's retention; the caller holds ap.op.
 func (a *Agent) gc(ap *app, cache *release.Cache, log zerolog.Logger) (release.GCResult, error) {
-	res, err := a.store.GC(ap.cfg.name, ap.cfg.KeepReleases)
+	res, err := a.store.GC(ap.cfg.Name(), ap.cfg.KeepReleases)
 	if len(res.Removed) > 0 {
 		if ferr := cache.Forget(res.Removed...); ferr != nil && err == nil {
 			err = ferr
@@ -198,7 +196,7 @@ func (a *Agent) gc(ap *app, cache *release.Cache, log zerolog.Logger) (release.G
 func (a *Agent) GC(app string) (release.GCResult, error) {
 	ap, ok := a.apps[app]
 	if !ok {
-		return release.GCResult{}, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return release.GCResult{}, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	ap.op.Lock()
 	defer ap.op.Unlock()
@@ -211,9 +209,9 @@ func (a *Agent) GC(app string) (release.GCResult, error) {
 
 // deployLogger returns a logger that writes to the agent's log and to the deploy's own log
 // file, every line carrying the deploy id.
-func (a *Agent) deployLogger(d *Deploy) (zerolog.Logger, func()) {
+func (a *Agent) deployLogger(d *state.Deploy) (zerolog.Logger, func()) {
 	base := a.log.With().Str("app", d.App).Str("deploy", d.ID).Logger()
-	p := logPath(a.cfg.DataDir, d.App, d.ID)
+	p := a.dirs.DeployLog(d.App, d.ID)
 	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
 		base.Error().Err(err).Msg("create deploy log")
 		return base, func() {}
@@ -235,6 +233,6 @@ func (a *Agent) pruneHistory(app string) {
 		return
 	}
 	for _, id := range ids {
-		os.Remove(logPath(a.cfg.DataDir, app, id))
+		os.Remove(a.dirs.DeployLog(app, id))
 	}
 }

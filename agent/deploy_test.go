@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func TestAgent_deploy(t *testing.T) {
@@ -17,17 +20,17 @@ func TestAgent_deploy(t *testing.T) {
 		t.Fatalf("got %d %s, want 202", r.Code, r.Error)
 	}
 	d := f.wait(r.Deploy)
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("got status %s (%s), want succeeded", d.Status, d.Error)
 	}
 	if got := f.current(); got != sha {
 		t.Errorf("current: got %s, want %s", got, sha)
 	}
-	got, err := os.ReadFile(filepath.Join(f.cfg.DataDir, "apps", "web", "current", "VERSION"))
+	got, err := os.ReadFile(filepath.Join(f.cfg.Layout().Current("web"), "VERSION"))
 	if err != nil || string(got) != "1\n" {
 		t.Errorf("current/VERSION: got %q (%v), want %q", got, err, "1\n")
 	}
-	log, err := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	log, err := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +58,7 @@ func (g gate) open(t *testing.T) {
 func TestAgent_newestWins(t *testing.T) {
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	var shas, ids []string
 	for _, v := range []string{"1", "2", "3"} {
 		shas = append(shas, f.commit(v))
@@ -66,20 +69,20 @@ func TestAgent_newestWins(t *testing.T) {
 		}
 		ids = append(ids, r.Deploy)
 		if v == "1" {
-			f.waitStatus(ids[0], StatusScript)
+			f.waitStatus(ids[0], state.StatusScript)
 		}
 	}
 	g.open(t)
 	first, second, third := f.wait(ids[0]), f.wait(ids[1]), f.wait(ids[2])
 	// The first was running when the others came: it may finish, or go stale because the
 	// branch has moved on by the time it asked; what it must not do is block the newest.
-	if first.Status != StatusSucceeded {
+	if first.Status != state.StatusSucceeded {
 		t.Errorf("first: got %s, want succeeded", first.Status)
 	}
-	if second.Status != StatusSuperseded || !strings.Contains(second.Note, ids[2]) {
+	if second.Status != state.StatusSuperseded || !strings.Contains(second.Note, ids[2]) {
 		t.Errorf("second: got %s (%q), want superseded by %s", second.Status, second.Note, ids[2])
 	}
-	if third.Status != StatusSucceeded {
+	if third.Status != state.StatusSucceeded {
 		t.Errorf("third: got %s (%s), want succeeded", third.Status, third.Error)
 	}
 	if got := f.current(); got != shas[2] {
@@ -87,7 +90,7 @@ func TestAgent_newestWins(t *testing.T) {
 	}
 }
 
-func (f *fixture) waitStatus(id string, want Status) {
+func (f *fixture) waitStatus(id string, want state.Status) {
 	f.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -113,7 +116,7 @@ func TestAgent_stalePush(t *testing.T) {
 	// The webhook for the first push is delivered again, late (a new delivery id).
 	late := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old)
 	d := f.wait(late.Deploy)
-	if d.Status != StatusStale || !strings.Contains(d.Note, "moved on") {
+	if d.Status != state.StatusStale || !strings.Contains(d.Note, "moved on") {
 		t.Errorf("late push: got %s (%q), want stale", d.Status, d.Note)
 	}
 	if got := f.current(); got != newer {
@@ -125,7 +128,7 @@ func TestAgent_stalePush(t *testing.T) {
 	f.push("deploy-production")
 	f.bare.Git("update-ref", "-d", "refs/heads/deploy-production")
 	gone := f.wait(f.deliver("refs/heads/deploy-production", newer, third).Deploy)
-	if gone.Status != StatusStale || !strings.Contains(gone.Note, "deleted") {
+	if gone.Status != state.StatusStale || !strings.Contains(gone.Note, "deleted") {
 		t.Errorf("deleted branch: got %s (%q), want stale", gone.Status, gone.Note)
 	}
 }
@@ -145,27 +148,27 @@ func TestAgent_script(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			script := writeScript(t, tt.body)
-			f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+			f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 			// A first release without the script's verdict mattering: make it current.
 			good := f.commit("1")
 			f.push("deploy-production")
 			f.agent.apps["web"].cfg.Script = nil
 			f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), good).Deploy)
-			f.agent.apps["web"].cfg.Script = Argv{script}
+			f.agent.apps["web"].cfg.Script = config.Argv{script}
 
 			next := f.commit("2")
 			f.push("deploy-production")
 			d := f.wait(f.deliver("refs/heads/deploy-production", good, next).Deploy)
-			log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+			log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 			if tt.wantErr == "" {
-				if d.Status != StatusSucceeded || f.current() != next {
+				if d.Status != state.StatusSucceeded || f.current() != next {
 					t.Fatalf("got %s (%s), current %.12s; want succeeded on %.12s", d.Status, d.Error, f.current(), next)
 				}
 				if strings.Contains(tt.body, "PREVIOUS") && !strings.Contains(string(log), "prev="+good) {
 					t.Errorf("script did not get PUSHDEPLOY_PREVIOUS_SHA=%s", good)
 				}
 			} else {
-				if d.Status != StatusFailed || !strings.Contains(d.Error, tt.wantErr) {
+				if d.Status != state.StatusFailed || !strings.Contains(d.Error, tt.wantErr) {
 					t.Fatalf("got %s (%q), want failed with %q", d.Status, d.Error, tt.wantErr)
 				}
 				if got := f.current(); got != good {
@@ -182,20 +185,20 @@ func TestAgent_script(t *testing.T) {
 func TestAgent_resumeAfterRestart(t *testing.T) {
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f := newFixture(t, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	f.agent.ShutdownGrace = 100 * time.Millisecond
 	sha := f.commit("1")
 	f.push("deploy-production")
 	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
-	f.waitStatus(r.Deploy, StatusScript)
+	f.waitStatus(r.Deploy, state.StatusScript)
 	f.stop() // the grace runs out: the deploy is interrupted and goes back to queued
-	st, err := OpenState(StatePath(f.cfg), true, 10)
+	st, err := state.Open(f.cfg.Layout().StateDB(), true, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d, _ := st.Get("web", r.Deploy)
 	st.Close()
-	if d.Status != StatusQueued {
+	if d.Status != state.StatusQueued {
 		t.Fatalf("after shutdown: got %s, want queued", d.Status)
 	}
 	if f.current() != "" {
@@ -203,7 +206,7 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 	}
 	g.open(t)
 	f.start()
-	if d := f.wait(r.Deploy); d.Status != StatusSucceeded {
+	if d := f.wait(r.Deploy); d.Status != state.StatusSucceeded {
 		t.Fatalf("after restart: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	if f.current() != sha {
@@ -212,7 +215,7 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 }
 
 func TestAgent_retention(t *testing.T) {
-	f := newFixture(t, func(c *Config) { c.Apps["web"].KeepReleases = 2 })
+	f := newFixture(t, func(c *config.Config) { c.Apps["web"].KeepReleases = 2 })
 	var shas []string
 	for _, v := range []string{"1", "2", "3", "4"} {
 		shas = append(shas, f.commit(v))

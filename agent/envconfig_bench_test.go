@@ -7,7 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // BenchmarkAgent_configChange measures what a configuration change costs on a host running
@@ -28,10 +30,10 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	setConfig(b, store, "greeting", `"v0"`)
 	hello := helloBinary(b)
 	port := freePorts(b, 2)
-	f := newFixture(b, func(c *Config) {
+	f := newFixture(b, func(c *config.Config) {
 		onSystemd(b, c, sd, 300*time.Millisecond)
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints}
-		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints}
+		c.Apps["web"].Config = &config.AppEnv{Debounce: 200 * time.Millisecond}
 	})
 	f.repo.Write("VERSION", "1\n", 0o644)
 	f.repo.Write("bin/hello", hello, 0o755)
@@ -51,7 +53,7 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	gets := etcdGets(f.agent)
 	f.repo.Write("VERSION", "2\n", 0o644)
 	d := f.pushAndDeploy(f.repo.Commit("version 2"))
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		b.Fatalf("deploy: %s %s", d.Status, d.Error)
 	}
 	reads := etcdGets(f.agent) - gets
@@ -73,9 +75,9 @@ func BenchmarkAgent_configChange(b *testing.B) {
 				b.Fatalf("no instance answered %q in 30s", want)
 			}
 		}
-		c := f.waitKind(KindConfig, last)
+		c := f.waitKind(state.KindConfig, last)
 		rollout += c.Finished.Sub(start)
-		if c.Status != StatusSucceeded {
+		if c.Status != state.StatusSucceeded {
 			b.Fatalf("config change %d: %s %s", i+1, c.Status, c.Error)
 		}
 		last = c.ID

@@ -10,8 +10,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // configStore opens a renv store on etcd for the test to change the app's document with.
@@ -52,7 +54,7 @@ func setConfig(t testing.TB, s *renv.Store, kv ...string) int64 {
 }
 
 // waitKind waits for a deploy of kind newer than after to reach a final status.
-func (f *fixture) waitKind(kind, after string) *Deploy {
+func (f *fixture) waitKind(kind, after string) *state.Deploy {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
@@ -85,12 +87,12 @@ func TestAgent_config(t *testing.T) {
 	setConfig(t, store, "greeting", `"hi"`, "secret.token", `"t0p s3cret"`, "workers", `4`)
 	hello := helloBinary(t)
 	port := freePorts(t, 2)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: time.Second}
-		c.Apps["web"].Config = &AppEnvConfig{Debounce: 200 * time.Millisecond}
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: time.Second}
+		c.Apps["web"].Config = &config.AppEnv{Debounce: 200 * time.Millisecond}
 	})
-	deploy := func(version string) *Deploy {
+	deploy := func(version string) *state.Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -106,10 +108,10 @@ func TestAgent_config(t *testing.T) {
 			}
 		}
 	}
-	envFile := envFilePath(f.cfg.DataDir, "web")
+	envFile := f.cfg.Layout().EnvFile("web")
 
 	d := deploy("1")
-	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" || d.ConfigRev == 0 {
+	if d.Status != state.StatusSucceeded || d.ConfigSource != "etcd" || d.ConfigRev == 0 {
 		t.Fatalf("deploy 1: got %s %q, config rev %d from %q; want succeeded with etcd's configuration", d.Status, d.Error, d.ConfigRev, d.ConfigSource)
 	}
 	answers("hello from version 1 (greeting: hi)")
@@ -138,13 +140,13 @@ func TestAgent_config(t *testing.T) {
 			break
 		}
 	}
-	c := f.waitKind(KindConfig, d.ID)
+	c := f.waitKind(state.KindConfig, d.ID)
 	t.Logf("env set → first instance answering with the new value: %v (debounce 200ms)", first)
-	if c.Status != StatusSucceeded || c.SHA != d.SHA {
+	if c.Status != state.StatusSucceeded || c.SHA != d.SHA {
 		t.Fatalf("config change: got %s %q on %.12s, want succeeded on %.12s", c.Status, c.Error, c.SHA, d.SHA)
 	}
 	answers("hello from version 1 (greeting: hello)")
-	log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", c.ID))
+	log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", c.ID))
 	if n := strings.Count(string(log), `"message":"batch healthy"`); n != 2 {
 		t.Errorf("config change: %d batches healthy in its log, want 2:\n%s", n, log)
 	}
@@ -155,8 +157,8 @@ func TestAgent_config(t *testing.T) {
 	// A bad change: the first batch is unhealthy, the previous file comes back.
 	good, _ := os.ReadFile(envFile)
 	setConfig(t, store, "db_url", `"mysql://db"`)
-	bad := f.waitKind(KindConfig, c.ID)
-	if bad.Status != StatusFailed || !strings.HasPrefix(bad.Error, "configuration at etcd revision") || !strings.Contains(bad.Error, "reverted: previous environment file put back, 1 batch(es) restarted on it and healthy; cause: restart units of web: batch 1 of 2: health check") {
+	bad := f.waitKind(state.KindConfig, c.ID)
+	if bad.Status != state.StatusFailed || !strings.HasPrefix(bad.Error, "configuration at etcd revision") || !strings.Contains(bad.Error, "reverted: previous environment file put back, 1 batch(es) restarted on it and healthy; cause: restart units of web: batch 1 of 2: health check") {
 		t.Fatalf("bad config change: got %s %q, want failed and put back", bad.Status, bad.Error)
 	}
 	if now, _ := os.ReadFile(envFile); string(now) != string(good) {
@@ -174,7 +176,7 @@ func TestAgent_config(t *testing.T) {
 	if n := etcdGets(f.agent) - gets; n != 1 {
 		t.Errorf("etcd reads during a deploy: got %v, want 1", n)
 	}
-	if d2.Status != StatusSucceeded || d2.ConfigSource != "cache" {
+	if d2.Status != state.StatusSucceeded || d2.ConfigSource != "cache" {
 		t.Fatalf("deploy 2: got %s %q from %q, want succeeded with the cached good configuration", d2.Status, d2.Error, d2.ConfigSource)
 	}
 	answers("hello from version 2 (greeting: hello)")
@@ -182,17 +184,17 @@ func TestAgent_config(t *testing.T) {
 	// etcd goes away: a deploy uses the cache and says so; the agent recovers when it is back.
 	e.Stop()
 	d3 := deploy("3")
-	if d3.Status != StatusSucceeded || d3.ConfigSource != "cache" {
+	if d3.Status != state.StatusSucceeded || d3.ConfigSource != "cache" {
 		t.Fatalf("deploy 3 with etcd down: got %s %q from %q, want succeeded from the cache", d3.Status, d3.Error, d3.ConfigSource)
 	}
-	if log, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d3.ID)); !strings.Contains(string(log), "etcd unreachable: using the cached configuration") {
+	if log, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d3.ID)); !strings.Contains(string(log), "etcd unreachable: using the cached configuration") {
 		t.Errorf("deploy 3's log does not say it used the cache:\n%s", log)
 	}
 	answers("hello from version 3 (greeting: hello)")
 	e.Start(t)
 	setConfig(t, store, "db_url", "", "greeting", `"back"`)
-	back := f.waitKind(KindConfig, d3.ID)
-	if back.Status != StatusSucceeded {
+	back := f.waitKind(state.KindConfig, d3.ID)
+	if back.Status != state.StatusSucceeded {
 		t.Fatalf("config change after etcd came back: got %s %q", back.Status, back.Error)
 	}
 	answers("hello from version 3 (greeting: back)")
@@ -207,13 +209,13 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 	// Set before the agent starts: its watcher's first read must not find an empty, valid
 	// document, which it would roll out (and cache) as the app's configuration.
 	setConfig(t, store, "db.host name", `"x"`)
-	f := newFixture(t, func(c *Config) {
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
+	f := newFixture(t, func(c *config.Config) {
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: 300 * time.Millisecond}
 	})
-	envFile := envFilePath(f.cfg.DataDir, "web")
+	envFile := f.cfg.Layout().EnvFile("web")
 
 	d := f.pushAndDeploy(f.commit("1"))
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "db.host name") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "db.host name") {
 		t.Errorf("deploy with a bad key: got %s %q, want failed naming the key", d.Status, d.Error)
 	}
 	if f.current() != "" {
@@ -226,13 +228,13 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 	// after them, must not override them.
 	setConfig(t, store, "db.host name", "", "port", `8080`)
 	d = f.pushAndDeploy(f.commit("1b"))
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "key port: PORT is set by pushdeploy for each instance") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "key port: PORT is set by pushdeploy for each instance") {
 		t.Errorf("deploy with a key port: got %s %q, want failed naming it", d.Status, d.Error)
 	}
 
 	e.Stop()
 	d = f.pushAndDeploy(f.commit("2"))
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "no cached configuration") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "no cached configuration") {
 		t.Errorf("deploy with etcd down and no cache: got %s %q, want failed saying so", d.Status, d.Error)
 	}
 	if _, err := os.Stat(envFile); err == nil {
@@ -250,14 +252,14 @@ func TestAgent_configTLS(t *testing.T) {
 	}
 	defer store.Close()
 	setConfig(t, store, "greeting", `"over tls"`)
-	f := newFixture(t, func(c *Config) {
-		c.Etcd = &EtcdConfig{Endpoints: e.Endpoints, CAFile: e.CACert, CertFile: e.Cert, KeyFile: e.Key}
+	f := newFixture(t, func(c *config.Config) {
+		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, CAFile: e.CACert, CertFile: e.Cert, KeyFile: e.Key}
 	})
 	d := f.pushAndDeploy(f.commit("1"))
-	if d.Status != StatusSucceeded || d.ConfigSource != "etcd" {
+	if d.Status != state.StatusSucceeded || d.ConfigSource != "etcd" {
 		t.Fatalf("deploy: got %s %q from %q, want succeeded with etcd's configuration", d.Status, d.Error, d.ConfigSource)
 	}
-	env, err := os.ReadFile(envFilePath(f.cfg.DataDir, "web"))
+	env, err := os.ReadFile(f.cfg.Layout().EnvFile("web"))
 	if err != nil || !strings.Contains(string(env), "\nGREETING=\"over tls\"\n") {
 		t.Errorf("environment file: got %q, %v; want GREETING from etcd", env, err)
 	}

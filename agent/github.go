@@ -9,7 +9,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // Defaults for reporting deploys to GitHub. GitHub being slow or down must never hold up a
@@ -178,8 +181,8 @@ type ghDeployment struct {
 
 // github returns how deploy d of ap is reported to GitHub, or nil when it is not: the app
 // has no github settings, or d is a restart or rollback (no new commit is deployed).
-func (a *Agent) github(ap *app, d *Deploy) *ghDeployment {
-	if ap.gh == nil || a.reports == nil || (d.Kind != KindDeploy && d.Kind != "") {
+func (a *Agent) github(ap *app, d *state.Deploy) *ghDeployment {
+	if ap.gh == nil || a.reports == nil || (d.Kind != state.KindDeploy && d.Kind != "") {
 		return nil
 	}
 	env := a.environmentOf(ap.cfg, d.Branch)
@@ -195,7 +198,7 @@ func (a *Agent) github(ap *app, d *Deploy) *ghDeployment {
 
 // environmentOf names the environment a branch deploys to: the configured environment whose
 // branch pattern matches it, else the first one.
-func (a *Agent) environmentOf(cfg *AppConfig, branch string) string {
+func (a *Agent) environmentOf(cfg *config.App, branch string) string {
 	for _, e := range a.cfg.Environments {
 		if cfg.Deploys([]string{e}, branch) {
 			return e
@@ -206,29 +209,29 @@ func (a *Agent) environmentOf(cfg *AppConfig, branch string) string {
 
 // reportQueued creates d's GitHub deployment as soon as the push is accepted, so that a
 // deploy superseded before it starts can still be marked inactive.
-func (a *Agent) reportQueued(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportQueued(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
 	a.reports.send(ghReport{
 		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 
 // reportStart marks d's deployment in progress, creating it if that was not done yet (the
 // agent restarted since the push was queued).
-func (a *Agent) reportStart(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportStart(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
 	a.reports.send(ghReport{
 		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + short(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 
-func (a *Agent) deploymentSpec(g *ghDeployment, d *Deploy) *hooks.DeploymentSpec {
+func (a *Agent) deploymentSpec(g *ghDeployment, d *state.Deploy) *hooks.DeploymentSpec {
 	return &hooks.DeploymentSpec{
 		Ref:         d.SHA,
 		Environment: g.environment,
@@ -239,27 +242,22 @@ func (a *Agent) deploymentSpec(g *ghDeployment, d *Deploy) *hooks.DeploymentSpec
 
 // reportEnd posts d's final status: success, failure with the reason, or inactive when it
 // went stale, was superseded or was interrupted.
-func (a *Agent) reportEnd(g *ghDeployment, d *Deploy) {
+func (a *Agent) reportEnd(g *ghDeployment, d *state.Deploy) {
 	if g == nil {
 		return
 	}
 	st := hooks.DeploymentStatus{LogURL: g.logs, Environment: g.environment}
 	switch d.Status {
-	case StatusSucceeded:
-		st.State, st.Description = "success", "deployed "+short(d.SHA)+" ("+d.ID+")"
-	case StatusFailed:
-		st.State, st.Description = "failure", firstLine(d.Error)
-	case StatusStale:
+	case state.StatusSucceeded:
+		st.State, st.Description = "success", "deployed "+abbrev.SHA(d.SHA)+" ("+d.ID+")"
+	case state.StatusFailed:
+		st.State, st.Description = "failure", abbrev.FirstLine(d.Error)
+	case state.StatusStale:
 		st.State, st.Description = "inactive", "stale: "+d.Note
-	case StatusSuperseded:
+	case state.StatusSuperseded:
 		st.State, st.Description = "inactive", d.Note
 	default: // queued again: interrupted by shutdown
 		st.State, st.Description = "inactive", "interrupted by agent shutdown"
 	}
 	a.reports.send(ghReport{api: g.api, repo: g.repo, deploy: d.ID, status: st, final: true})
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }

@@ -19,7 +19,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 const ghTestToken = "ghp_deploytoken"
@@ -136,15 +138,15 @@ func (s *syncBuffer) String() string {
 
 // newGitHubFixture runs an agent reporting app web to the fake, with tiny backoffs; its
 // reporter logs go to the returned buffer.
-func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*Config)) (*fixture, *syncBuffer) {
+func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*config.Config)) (*fixture, *syncBuffer) {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "gh.token")
 	if err := os.WriteFile(tokenFile, []byte(ghTestToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	f := newTunedFixture(t, func(c *Config) {
-		c.Apps["web"].GitHub = &GitHubConfig{TokenFile: tokenFile, APIURL: srv.URL, PublicURL: "https://deploy.example.com/"}
+	f := newTunedFixture(t, func(c *config.Config) {
+		c.Apps["web"].GitHub = &config.GitHub{TokenFile: tokenFile, APIURL: srv.URL, PublicURL: "https://deploy.example.com/"}
 		if edit != nil {
 			edit(c)
 		}
@@ -162,7 +164,7 @@ func TestAgent_githubSuccess(t *testing.T) {
 	sha := f.commit("1")
 	f.push("deploy-production")
 	d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	f.stop() // drains the reports
@@ -194,15 +196,15 @@ func TestAgent_githubSuccess(t *testing.T) {
 func TestAgent_githubFailure(t *testing.T) {
 	gh, srv := newFakeDeployments(t)
 	script := writeScript(t, "echo nope >&2; exit 3")
-	f, _ := newGitHubFixture(t, srv, func(c *Config) {
-		c.Apps["web"].Script = Argv{script}
+	f, _ := newGitHubFixture(t, srv, func(c *config.Config) {
+		c.Apps["web"].Script = config.Argv{script}
 		c.Apps["web"].GitHub.EnvironmentPerHost = true
 		c.Apps["web"].GitHub.PublicURL = ""
 	})
 	sha := f.commit("1")
 	f.push("deploy-production")
 	d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-	if d.Status != StatusFailed {
+	if d.Status != state.StatusFailed {
 		t.Fatalf("got %s, want failed", d.Status)
 	}
 	id := gh.deploymentOf(d.ID)
@@ -232,7 +234,7 @@ func TestAgent_githubSuperseded(t *testing.T) {
 	gh, srv := newFakeDeployments(t)
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f, _ := newGitHubFixture(t, srv, func(c *Config) { c.Apps["web"].Script = Argv{script} })
+	f, _ := newGitHubFixture(t, srv, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} })
 	var shas, ids []string
 	for _, v := range []string{"1", "2", "3"} {
 		shas = append(shas, f.commit(v))
@@ -240,13 +242,13 @@ func TestAgent_githubSuperseded(t *testing.T) {
 		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), shas[len(shas)-1])
 		ids = append(ids, r.Deploy)
 		if v == "1" {
-			f.waitStatus(ids[0], StatusScript)
+			f.waitStatus(ids[0], state.StatusScript)
 		}
 	}
 	g.open(t)
 	second, third := f.wait(ids[1]), f.wait(ids[2])
 	f.wait(ids[0])
-	if second.Status != StatusSuperseded || third.Status != StatusSucceeded {
+	if second.Status != state.StatusSuperseded || third.Status != state.StatusSucceeded {
 		t.Fatalf("got %s and %s, want superseded and succeeded", second.Status, third.Status)
 	}
 	f.stop()
@@ -275,7 +277,7 @@ func TestAgent_githubStale(t *testing.T) {
 	f.push("deploy-production")
 	f.wait(f.deliver("refs/heads/deploy-production", old, newer).Deploy)
 	late := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), old).Deploy)
-	if late.Status != StatusStale {
+	if late.Status != state.StatusStale {
 		t.Fatalf("got %s, want stale", late.Status)
 	}
 	st := gh.waitStates(gh.deploymentOf(late.ID), 3)
@@ -300,7 +302,7 @@ func TestAgent_githubDown(t *testing.T) {
 			f.push("deploy-production")
 			start := time.Now()
 			d := f.wait(f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha).Deploy)
-			if d.Status != StatusSucceeded {
+			if d.Status != state.StatusSucceeded {
 				t.Fatalf("got %s (%s), want succeeded", d.Status, d.Error)
 			}
 			if took := time.Since(start); took > 20*time.Second {

@@ -13,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/haproxy"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -143,12 +145,12 @@ func TestAgent_haproxy(t *testing.T) {
 	}
 	hap := testenv.StartHAProxy(t, "be_web", servers)
 	const settle, minHealthy = 300 * time.Millisecond, 300 * time.Millisecond
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, settle)
-		c.Apps["web"].HAProxy = &HAProxyConfig{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
+		c.Apps["web"].HAProxy = &config.HAProxy{Socket: hap.Socket, Backend: "be_web", Server: "web{instance}", DrainTimeout: 5 * time.Second}
 	})
 	ha := &haproxy.Client{Socket: hap.Socket}
-	deploy := func(version, healthPath string) *Deploy {
+	deploy := func(version, healthPath string) *state.Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -168,7 +170,7 @@ func TestAgent_haproxy(t *testing.T) {
 		}
 	}
 
-	if d := deploy("1", "/health"); d.Status != StatusSucceeded {
+	if d := deploy("1", "/health"); d.Status != state.StatusSucceeded {
 		t.Fatalf("version 1: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	allUp("after version 1")
@@ -180,7 +182,7 @@ func TestAgent_haproxy(t *testing.T) {
 	took := time.Since(begin)
 	w.stop()
 	l.stop()
-	if d.Status != StatusSucceeded {
+	if d.Status != state.StatusSucceeded {
 		t.Fatalf("version 2: got %s (%s), want succeeded", d.Status, d.Error)
 	}
 	t.Logf("version 2 under load: %d requests sent, %d failed %v; %d polls of haproxy", l.sent, l.failed, l.errs, w.polls)
@@ -208,7 +210,7 @@ func TestAgent_haproxy(t *testing.T) {
 		}
 	}
 	allUp("after version 2")
-	logFile := logPath(f.cfg.DataDir, "web", d.ID)
+	logFile := f.cfg.Layout().DeployLog("web", d.ID)
 	started, healthy := logTimes(t, logFile, "batch started"), logTimes(t, logFile, "batch healthy")
 	if len(started) != 4 || len(healthy) != 4 {
 		t.Fatalf("version 2: %d batches started and %d healthy in the deploy log, want 4", len(started), len(healthy))
@@ -223,7 +225,7 @@ func TestAgent_haproxy(t *testing.T) {
 	l = startLoad(t, hap.Addr)
 	d = deploy("3", "/nope")
 	l.stop()
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "previous units put back and healthy") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "previous units put back and healthy") {
 		t.Fatalf("sick version 3: got %s (%s), want failed and reverted", d.Status, d.Error)
 	}
 	t.Logf("sick version 3 under load: %d requests sent, %d failed %v", l.sent, l.failed, l.errs)
@@ -231,7 +233,7 @@ func TestAgent_haproxy(t *testing.T) {
 		t.Errorf("sick version 3 under load: %d of %d requests failed, want 0: %v", l.failed, l.sent, l.errs)
 	}
 	allUp("after the sick version 3")
-	logFile = logPath(f.cfg.DataDir, "web", d.ID)
+	logFile = f.cfg.Layout().DeployLog("web", d.ID)
 	failed, reverted := logTimes(t, logFile, "instance unhealthy"), logTimes(t, logFile, "batch reverted")
 	if len(failed) == 0 || len(reverted) == 0 {
 		t.Fatalf("sick version 3: %d unhealthy verdicts and %d reverted batches in the deploy log, want some", len(failed), len(reverted))

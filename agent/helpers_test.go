@@ -18,8 +18,10 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 const testSecret = "s3cret-for-tests"
@@ -27,7 +29,7 @@ const testSecret = "s3cret-for-tests"
 // fixture is a running agent deploying app "web" from a bare repo served over file://.
 type fixture struct {
 	t      testing.TB
-	cfg    *Config
+	cfg    *config.Config
 	agent  *Agent
 	repo   *testenv.Repo
 	bare   *testenv.Bare
@@ -38,13 +40,13 @@ type fixture struct {
 }
 
 // newFixture writes a config (adjusted by edit), opens and runs an agent.
-func newFixture(t testing.TB, edit func(*Config)) *fixture {
+func newFixture(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
 	return newTunedFixture(t, edit, nil)
 }
 
 // newTunedFixture is newFixture with tune applied to the agent before it opens.
-func newTunedFixture(t testing.TB, edit func(*Config), tune func(*Agent)) *fixture {
+func newTunedFixture(t testing.TB, edit func(*config.Config), tune func(*Agent)) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
@@ -53,11 +55,11 @@ func newTunedFixture(t testing.TB, edit func(*Config), tune func(*Agent)) *fixtu
 	}
 	root := testenv.NewRoot(t)
 	bare := testenv.NewBare(t, root, "acme/web.git", true)
-	cfg := &Config{
+	cfg := &config.Config{
 		Listen:       "127.0.0.1:0",
 		DataDir:      filepath.Join(dir, "data"),
 		Environments: []string{"production"},
-		Apps: map[string]*AppConfig{"web": {
+		Apps: map[string]*config.App{"web": {
 			Repo:       "acme/web",
 			Remote:     testenv.FileURL(bare.Path()),
 			SecretFile: secretFile,
@@ -66,8 +68,7 @@ func newTunedFixture(t testing.TB, edit func(*Config), tune func(*Agent)) *fixtu
 	if edit != nil {
 		edit(cfg)
 	}
-	cfg.setDefaults(Env{Hostname: "test-host"})
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Complete(config.Env{Hostname: "test-host"}); err != nil {
 		t.Fatal(err)
 	}
 	f := &fixture{t: t, cfg: cfg, repo: testenv.NewRepo(t), bare: bare, tune: tune}
@@ -121,7 +122,7 @@ func (f *fixture) push(branch string) { f.repo.Push(f.bare, "main:"+branch) }
 
 // pushAndDeploy pushes main to deploy-production, delivers the signed webhook for sha and
 // waits for the deploy to finish.
-func (f *fixture) pushAndDeploy(sha string) *Deploy {
+func (f *fixture) pushAndDeploy(sha string) *state.Deploy {
 	f.t.Helper()
 	f.push("deploy-production")
 	r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
@@ -190,7 +191,7 @@ func newDeliveryID() string {
 }
 
 // wait polls until deploy id of app "web" reaches a final status.
-func (f *fixture) wait(id string) *Deploy {
+func (f *fixture) wait(id string) *state.Deploy {
 	f.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {

@@ -10,40 +10,39 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
-
-// ErrNothingToDo is returned for a restart or rollback that cannot apply: no current
-// release, no services, or a rollback to the release that is already current.
-var ErrNothingToDo = errors.New("nothing to do")
 
 // Restart queues a rolling restart of app's current release (one service's instances
 // only, when service is set): no fetch, no new release, each batch health-checked as in a
 // deploy. It returns the queued record; the app's queue runs it.
-func (a *Agent) Restart(app, service string) (*Deploy, error) {
+func (a *Agent) Restart(app, service string) (*state.Deploy, error) {
 	ap, ok := a.apps[app]
 	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	cur, err := a.store.Current(app)
 	if err != nil {
 		return nil, err
 	}
 	if cur == "" {
-		return nil, fmt.Errorf("restart %s: no release is current yet: %w", app, ErrNothingToDo)
+		return nil, fmt.Errorf("restart %s: no release is current yet: %w", app, admin.ErrNothingToDo)
 	}
 	spec, err := units.Load(a.store.ReleaseDir(app, cur))
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", app, cur, ErrNothingToDo)
+		return nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", app, cur, admin.ErrNothingToDo)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("restart %s: %w", app, err)
 	}
 	if _, ok := spec.Services[service]; service != "" && !ok {
-		return nil, fmt.Errorf("restart %s: service %q: %w (release %.12s has %s)", app, service, ErrNotFound, cur, strings.Join(sortedServices(spec), ", "))
+		return nil, fmt.Errorf("restart %s: service %q: %w (release %.12s has %s)", app, service, state.ErrNotFound, cur, strings.Join(sortedServices(spec), ", "))
 	}
-	d := a.newOp(app, KindRestart, cur)
+	d := a.newOp(app, state.KindRestart, cur)
 	d.Service = service
 	return d, a.queueOp(ap, d)
 }
@@ -52,10 +51,10 @@ func (a *Agent) Restart(app, service string) (*Deploy, error) {
 // when it succeeds: sha (a unique prefix is enough), or, when empty, the newest good
 // release older than the current one. A release marked bad can be given explicitly; the
 // record's note says so.
-func (a *Agent) Rollback(app, sha string) (*Deploy, error) {
+func (a *Agent) Rollback(app, sha string) (*state.Deploy, error) {
 	ap, ok := a.apps[app]
 	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, ErrNotFound)
+		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
 	}
 	cur, err := a.store.Current(app)
 	if err != nil {
@@ -69,10 +68,10 @@ func (a *Agent) Rollback(app, sha string) (*Deploy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll %s back: %w", app, err)
 	}
-	d := a.newOp(app, KindRollback, target.SHA)
+	d := a.newOp(app, state.KindRollback, target.SHA)
 	d.Previous = cur
 	if target.Mark == release.Bad {
-		d.Note = fmt.Sprintf("release %.12s is marked bad (%s); rolling back to it as asked", target.SHA, oneLineOf(target.Reason))
+		d.Note = fmt.Sprintf("release %.12s is marked bad (%s); rolling back to it as asked", target.SHA, abbrev.FirstLine(target.Reason))
 	}
 	return d, a.queueOp(ap, d)
 }
@@ -88,32 +87,32 @@ func rollbackTarget(rels []release.Release, cur, sha string) (release.Release, e
 		}
 		switch {
 		case len(found) == 0:
-			return release.Release{}, fmt.Errorf("release %s: %w on this host", sha, ErrNotFound)
+			return release.Release{}, fmt.Errorf("release %s: %w on this host", sha, state.ErrNotFound)
 		case len(found) > 1:
 			return release.Release{}, fmt.Errorf("release %s is ambiguous: %d releases start with it", sha, len(found))
 		case found[0].SHA == cur:
-			return release.Release{}, fmt.Errorf("release %.12s is already current: %w", cur, ErrNothingToDo)
+			return release.Release{}, fmt.Errorf("release %.12s is already current: %w", cur, admin.ErrNothingToDo)
 		}
 		return found[0], nil
 	}
 	i := slices.IndexFunc(rels, func(r release.Release) bool { return r.SHA == cur })
 	if cur == "" || i < 0 {
-		return release.Release{}, fmt.Errorf("no release is current yet: %w", ErrNothingToDo)
+		return release.Release{}, fmt.Errorf("no release is current yet: %w", admin.ErrNothingToDo)
 	}
 	for _, r := range rels[i+1:] {
 		if r.Mark == release.Good {
 			return r, nil
 		}
 	}
-	return release.Release{}, fmt.Errorf("no good release older than the current %.12s on this host: %w", cur, ErrNothingToDo)
+	return release.Release{}, fmt.Errorf("no good release older than the current %.12s on this host: %w", cur, admin.ErrNothingToDo)
 }
 
-func (a *Agent) newOp(app, kind, sha string) *Deploy {
+func (a *Agent) newOp(app, kind, sha string) *state.Deploy {
 	now := time.Now().UTC()
-	return &Deploy{ID: a.ids.next(now), App: app, Kind: kind, SHA: sha, Status: StatusQueued, Queued: now}
+	return &state.Deploy{ID: a.ids.Next(now), App: app, Kind: kind, SHA: sha, Status: state.StatusQueued, Queued: now}
 }
 
-func (a *Agent) queueOp(ap *app, d *Deploy) error {
+func (a *Agent) queueOp(ap *app, d *state.Deploy) error {
 	if err := a.state.Save(d); err != nil {
 		return err
 	}
@@ -124,7 +123,7 @@ func (a *Agent) queueOp(ap *app, d *Deploy) error {
 
 // restartPipeline runs a restart: the current release's instances restart batch after
 // batch, health-checked; current does not move and no release is marked.
-func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	cur, err := a.store.Current(d.App)
@@ -132,16 +131,16 @@ func (a *Agent) restartPipeline(ctx context.Context, ap *app, d *Deploy, set fun
 		return err
 	}
 	if cur == "" {
-		return fmt.Errorf("restart %s: no release is current: %w", d.App, ErrNothingToDo)
+		return fmt.Errorf("restart %s: no release is current: %w", d.App, admin.ErrNothingToDo)
 	}
 	d.SHA, d.Previous = cur, cur
-	set(StatusStarting)
+	set(state.StatusStarting)
 	return a.restartServices(ctx, d, log)
 }
 
 // rollbackPipeline runs a rollback: the release on disk is rolled out like a deploy's (the
 // installer reverts to the running units if it fails), then becomes current, marked good.
-func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set func(Status), log zerolog.Logger) error {
+func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	rels, err := a.store.List(d.App)
@@ -150,13 +149,13 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	}
 	i := slices.IndexFunc(rels, func(r release.Release) bool { return r.SHA == d.SHA })
 	if i < 0 {
-		return fmt.Errorf("roll %s back to %.12s: release no longer on disk: %w", d.App, d.SHA, ErrNotFound)
+		return fmt.Errorf("roll %s back to %.12s: release no longer on disk: %w", d.App, d.SHA, state.ErrNotFound)
 	}
 	if d.Previous, err = a.store.Current(d.App); err != nil {
 		return err
 	}
 	if d.Previous == d.SHA {
-		return fmt.Errorf("roll %s back: release %.12s is already current: %w", d.App, d.SHA, ErrNothingToDo)
+		return fmt.Errorf("roll %s back: release %.12s is already current: %w", d.App, d.SHA, admin.ErrNothingToDo)
 	}
 	if d.Note != "" {
 		log.Warn().Str("sha", d.SHA).Str("mark", string(rels[i].Mark)).Msg("rolling back to a release marked bad")
@@ -165,7 +164,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	if err != nil {
 		return err
 	}
-	set(StatusStarting)
+	set(state.StatusStarting)
 	if err := a.startServices(ctx, d, rels[i], env.putBack, log); err != nil {
 		return env.fail(err)
 	}
@@ -175,7 +174,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *Deploy, set fu
 	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
 		return err
 	}
-	log.Info().Str("previous", short(d.Previous)).Msg("current switched")
+	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
 	env.succeeded(log)
 	return nil
 }
@@ -187,9 +186,4 @@ func sortedServices(spec *units.Spec) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-func oneLineOf(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

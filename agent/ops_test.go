@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -18,7 +20,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 	sd := testenv.StartSystemd(t)
 	hello := helloBinary(t)
 	port := freePorts(t, 2)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 200*time.Millisecond)
 	})
 	deploy := func(version string) string {
@@ -30,7 +32,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 		sha := f.repo.Commit("version " + version)
 		f.push("deploy-production")
 		r := f.deliver("refs/heads/deploy-production", strings.Repeat("0", 40), sha)
-		if d := f.wait(r.Deploy); d.Status != StatusSucceeded {
+		if d := f.wait(r.Deploy); d.Status != state.StatusSucceeded {
 			t.Fatalf("version %s: got %s (%s), want succeeded", version, d.Status, d.Error)
 		}
 		return sha
@@ -72,7 +74,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := f.wait(q.ID)
-	if d.Status != StatusSucceeded || d.Kind != KindRestart || d.SHA != v2 {
+	if d.Status != state.StatusSucceeded || d.Kind != state.KindRestart || d.SHA != v2 {
 		t.Fatalf("restart: got %s %s of %.12s (%s), want a succeeded restart of %.12s", d.Status, d.Kind, d.SHA, d.Error, v2)
 	}
 	after := pids()
@@ -97,7 +99,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 		t.Errorf("rollback target: got %.12s, want the previous good %.12s", q.SHA, v1)
 	}
 	d = f.wait(q.ID)
-	if d.Status != StatusSucceeded || d.Kind != KindRollback || d.Previous != v2 {
+	if d.Status != state.StatusSucceeded || d.Kind != state.KindRollback || d.Previous != v2 {
 		t.Fatalf("rollback: got %s %s from %.12s (%s), want a succeeded rollback from %.12s", d.Status, d.Kind, d.Previous, d.Error, v2)
 	}
 	if got := f.current(); got != v1 {
@@ -113,7 +115,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 	for _, h := range hist {
 		kinds = append(kinds, h.Kind)
 	}
-	if want := []string{KindRollback, KindRestart, KindDeploy, KindDeploy}; fmt.Sprint(kinds) != fmt.Sprint(want) {
+	if want := []string{state.KindRollback, state.KindRestart, state.KindDeploy, state.KindDeploy}; fmt.Sprint(kinds) != fmt.Sprint(want) {
 		t.Errorf("history kinds: got %v, want %v", kinds, want)
 	}
 
@@ -128,7 +130,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 	if !strings.Contains(q.Note, "marked bad (test says so)") {
 		t.Errorf("rollback to a bad release: note %q does not say it is bad", q.Note)
 	}
-	if d := f.wait(q.ID); d.Status != StatusSucceeded || f.current() != v2 {
+	if d := f.wait(q.ID); d.Status != state.StatusSucceeded || f.current() != v2 {
 		t.Errorf("rollback to the bad release: got %s (%s), current %.12s", d.Status, d.Error, f.current())
 	}
 }

@@ -5,19 +5,22 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // app is one configured app and its deploy queue. The queue holds at most one waiting
 // deploy: a newer push replaces it (newest wins), because deploying a commit that is about
 // to be replaced only makes the host go through an extra restart.
 type app struct {
-	cfg *AppConfig
+	cfg *config.App
 
 	mu      sync.Mutex
-	pending *Deploy
-	config  *Deploy // a configuration change waiting; runs after pending
-	running *Deploy
+	pending *state.Deploy
+	config  *state.Deploy // a configuration change waiting; runs after pending
+	running *state.Deploy
 	wake    chan struct{}
 
 	// op is held while anything changes the app's releases: a deploy or a gc.
@@ -27,7 +30,7 @@ type app struct {
 	gh githubAPI // nil: deploys are not reported to GitHub
 }
 
-func newApp(cfg *AppConfig) *app {
+func newApp(cfg *config.App) *app {
 	return &app{cfg: cfg, wake: make(chan struct{}, 1)}
 }
 
@@ -35,9 +38,9 @@ func newApp(cfg *AppConfig) *app {
 // configuration change waits in a slot of its own, after the deploy: it supersedes only an
 // older configuration change, and a deploy never supersedes it (if the deploy rolled the
 // same configuration out, the change finds nothing left to do, at the cost of one read).
-func (a *Agent) enqueue(ap *app, d *Deploy) {
+func (a *Agent) enqueue(ap *app, d *state.Deploy) {
 	ap.mu.Lock()
-	if d.Kind == KindConfig {
+	if d.Kind == state.KindConfig {
 		old := ap.config
 		ap.config = d
 		ap.mu.Unlock()
@@ -47,11 +50,11 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 		a.wakeUp(ap)
 		return
 	}
-	if old := ap.pending; old != nil && d.Kind == KindRestart && old.Kind != KindRestart {
+	if old := ap.pending; old != nil && d.Kind == state.KindRestart && old.Kind != state.KindRestart {
 		// The deploy or rollback waiting restarts every instance anyway: it stays.
 		ap.mu.Unlock()
-		d.Status = StatusSuperseded
-		d.Note = "not needed: " + old.ID + " (" + old.Kind + " " + short(old.SHA) + "), queued before it, restarts every instance"
+		d.Status = state.StatusSuperseded
+		d.Note = "not needed: " + old.ID + " (" + old.Kind + " " + abbrev.SHA(old.SHA) + "), queued before it, restarts every instance"
 		d.Finished = time.Now().UTC()
 		if err := a.state.Save(d); err != nil {
 			a.log.Error().Err(err).Str("deploy", d.ID).Msg("record superseded restart")
@@ -69,15 +72,15 @@ func (a *Agent) enqueue(ap *app, d *Deploy) {
 }
 
 // supersede records that old, which was waiting, will not run because d replaces it.
-func (a *Agent) supersede(old, d *Deploy) *Deploy {
-	old.Status = StatusSuperseded
-	old.Note = "superseded by " + d.ID + " (" + d.Kind + " " + short(d.SHA) + ")"
+func (a *Agent) supersede(old, d *state.Deploy) *state.Deploy {
+	old.Status = state.StatusSuperseded
+	old.Note = "superseded by " + d.ID + " (" + d.Kind + " " + abbrev.SHA(d.SHA) + ")"
 	old.Finished = time.Now().UTC()
 	if err := a.state.Save(old); err != nil {
 		a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
 	}
 	a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
-	a.metrics.deploys.WithLabelValues(old.App, string(StatusSuperseded)).Inc()
+	a.metrics.deploys.WithLabelValues(old.App, string(state.StatusSuperseded)).Inc()
 	return old
 }
 
@@ -116,11 +119,4 @@ func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
 			ap.mu.Unlock()
 		}
 	}
-}
-
-func short(sha string) string {
-	if len(sha) > 12 {
-		return sha[:12]
-	}
-	return sha
 }

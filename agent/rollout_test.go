@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // downWatch polls the instances' ports until stopped and records the most that did not
@@ -55,11 +57,11 @@ func TestAgent_rollout(t *testing.T) {
 	sd := testenv.StartSystemd(t)
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
 	})
 	const timing = `"timeout": "200ms", "interval": "100ms", "min_healthy_time": "300ms"`
-	deploy := func(version, healthPath, deadline string) (*Deploy, int) {
+	deploy := func(version, healthPath, deadline string) (*state.Deploy, int) {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -86,15 +88,15 @@ func TestAgent_rollout(t *testing.T) {
 			}
 		}
 	}
-	deployLog := func(d *Deploy) string {
-		data, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+	deployLog := func(d *state.Deploy) string {
+		data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 		return string(data)
 	}
 
 	for _, v := range []string{"1", "2"} {
 		begin := time.Now()
 		d, down := deploy(v, "/health", "5s")
-		if d.Status != StatusSucceeded {
+		if d.Status != state.StatusSucceeded {
 			t.Fatalf("version %s: got %s (%s), want succeeded", v, d.Status, d.Error)
 		}
 		t.Logf("version %s: deploy took %v", v, time.Since(begin).Round(time.Millisecond))
@@ -115,7 +117,7 @@ func TestAgent_rollout(t *testing.T) {
 	begin := time.Now()
 	d, down := deploy("3", "/nope", "1s")
 	t.Logf("sick version: failed and reverted in %v", time.Since(begin).Round(time.Millisecond))
-	if d.Status != StatusFailed {
+	if d.Status != state.StatusFailed {
 		t.Fatalf("sick release: got %s, want failed", d.Status)
 	}
 	t.Logf("deploy error: %s", d.Error)

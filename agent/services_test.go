@@ -13,7 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 var (
@@ -61,9 +63,9 @@ func dataDirOutsideTmp(t testing.TB) string {
 
 // onSystemd points c at the test's systemd user manager, with a data dir its services can
 // see, and the instances' settle time.
-func onSystemd(t testing.TB, c *Config, sd *testenv.Systemd, settle time.Duration) {
+func onSystemd(t testing.TB, c *config.Config, sd *testenv.Systemd, settle time.Duration) {
 	c.DataDir = dataDirOutsideTmp(t)
-	c.Systemd = SystemdConfig{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
+	c.Systemd = config.Systemd{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
 		JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
 }
 
@@ -103,10 +105,10 @@ func TestAgent_services(t *testing.T) {
 	sd := testenv.StartSystemd(t)
 	hello := helloBinary(t)
 	port := freePorts(t, 4)
-	f := newFixture(t, func(c *Config) {
+	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 500*time.Millisecond)
 	})
-	deploy := func(version, command string) *Deploy {
+	deploy := func(version, command string) *state.Deploy {
 		t.Helper()
 		f.repo.Write("VERSION", version+"\n", 0o644)
 		f.repo.Write("bin/hello", hello, 0o755)
@@ -126,7 +128,7 @@ func TestAgent_services(t *testing.T) {
 
 	for _, v := range []string{"1", "2"} {
 		d := deploy(v, `["bin/hello"]`)
-		if d.Status != StatusSucceeded {
+		if d.Status != state.StatusSucceeded {
 			t.Fatalf("version %s: got %s (%s), want succeeded", v, d.Status, d.Error)
 		}
 		answers("hello from version " + v)
@@ -139,7 +141,7 @@ func TestAgent_services(t *testing.T) {
 
 	good := f.current()
 	d := deploy("3", `["bin/crash"]`)
-	if d.Status != StatusFailed || !strings.Contains(d.Error, "boom: version 3 cannot start") {
+	if d.Status != state.StatusFailed || !strings.Contains(d.Error, "boom: version 3 cannot start") {
 		t.Fatalf("crashing release: got %s (%q), want failed with the unit's output", d.Status, d.Error)
 	}
 	if got := f.current(); got != good {
@@ -151,7 +153,7 @@ func TestAgent_services(t *testing.T) {
 	f.repo.Remove("service.json")
 	sha := f.repo.Commit("no services")
 	f.push("deploy-production")
-	if d := f.wait(f.deliver("refs/heads/deploy-production", good, sha).Deploy); d.Status != StatusSucceeded {
+	if d := f.wait(f.deliver("refs/heads/deploy-production", good, sha).Deploy); d.Status != state.StatusSucceeded {
 		t.Fatalf("release without service.json: got %s (%s)", d.Status, d.Error)
 	}
 	if got := get(fmt.Sprintf("http://127.0.0.1:%d/", port)); !strings.HasPrefix(got, "error") {
@@ -164,8 +166,8 @@ func TestAgent_services(t *testing.T) {
 
 // logTimings reports, from the deploy's own log, how long the agent took before starting
 // services and how long the starts took.
-func logTimings(t *testing.T, f *fixture, d *Deploy) {
-	data, _ := os.ReadFile(logPath(f.cfg.DataDir, "web", d.ID))
+func logTimings(t *testing.T, f *fixture, d *state.Deploy) {
+	data, _ := os.ReadFile(f.cfg.Layout().DeployLog("web", d.ID))
 	var starting, running string
 	for _, line := range strings.Split(string(data), "\n") {
 		switch {

@@ -6,15 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/rollout"
 	"github.com/pushdeploy/pushdeploy/rollout/systemd"
+	"github.com/pushdeploy/pushdeploy/state"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -35,12 +36,8 @@ func (a *Agent) engine(ctx context.Context) (*rollout.Engine, error) {
 	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle}, nil
 }
 
-func installedPath(dataDir, app string) string {
-	return filepath.Join(dataDir, "apps", app, "units.json")
-}
-
 func (a *Agent) loadInstalled(app string) (*rollout.Installed, error) {
-	data, err := os.ReadFile(installedPath(a.cfg.DataDir, app))
+	data, err := os.ReadFile(a.dirs.Units(app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -59,7 +56,7 @@ func (a *Agent) saveInstalled(app string, in *rollout.Installed) error {
 	if err != nil {
 		return fmt.Errorf("record installed units of %s: %w", app, err)
 	}
-	return atomicfile.Write(installedPath(a.cfg.DataDir, app), data, 0o644)
+	return atomicfile.Write(a.dirs.Units(app), data, 0o644)
 }
 
 // haproxy is the app's place in haproxy for the rollout engine; nil when not configured.
@@ -76,7 +73,7 @@ func (a *Agent) haproxy(app string) *rollout.HAProxy {
 // when there is none or it runs no services. A previous release whose service.json no longer
 // loads is returned with its error, so a revert onto it is reported unverified instead of
 // counted healthy.
-func (a *Agent) previousRelease(d *Deploy, config []string) (*rollout.Release, error) {
+func (a *Agent) previousRelease(d *state.Deploy, config []string) (*rollout.Release, error) {
 	if d.Previous == "" {
 		return nil, nil
 	}
@@ -100,7 +97,7 @@ func (a *Agent) previousRelease(d *Deploy, config []string) (*rollout.Release, e
 //
 // putBack (may be nil) runs when a failed rollout starts putting the previous release
 // back, before any instance restarts on it: it restores the previous environment file.
-func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Release, putBack func(context.Context) error, log zerolog.Logger) (err error) {
+func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.Release, putBack func(context.Context) error, log zerolog.Logger) (err error) {
 	prev, err := a.loadInstalled(d.App)
 	if err != nil {
 		return err
@@ -166,7 +163,7 @@ func (a *Agent) startServices(ctx context.Context, d *Deploy, rel release.Releas
 
 // removeServices drains and removes the services of the previous release, for a release
 // that no longer has a service.json: the previous release's must not go on.
-func (a *Agent) removeServices(ctx context.Context, d *Deploy, prev *rollout.Installed, config []string, log zerolog.Logger) error {
+func (a *Agent) removeServices(ctx context.Context, d *state.Deploy, prev *rollout.Installed, config []string, log zerolog.Logger) error {
 	eng, err := a.engine(ctx)
 	if err != nil {
 		return err
@@ -181,13 +178,13 @@ func (a *Agent) removeServices(ctx context.Context, d *Deploy, prev *rollout.Ins
 		return err
 	}
 	log.Info().Strs("instances", prev.Instances).Msg("services of the previous release removed: no service.json")
-	return os.Remove(installedPath(a.cfg.DataDir, d.App))
+	return os.Remove(a.dirs.Units(d.App))
 }
 
 // restartServices restarts the installed instances of d's release (of d.Service only, when
 // set) batch after batch as its service.json's rollout says, each batch health-checked and
 // taken out of haproxy's rotation meanwhile.
-func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logger) error {
+func (a *Agent) restartServices(ctx context.Context, d *state.Deploy, log zerolog.Logger) error {
 	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(d.App), nil, false, log)
 	if err != nil {
 		return err
@@ -200,11 +197,11 @@ func (a *Agent) restartServices(ctx context.Context, d *Deploy, log zerolog.Logg
 // d.Service only, when set): the batches as service.json's rollout says, checked with
 // config. With reverting, prevConfig is the configuration a failed batch is put back on,
 // which the revert checks see.
-func (a *Agent) restartPlan(ctx context.Context, d *Deploy, config, prevConfig []string, reverting bool, log zerolog.Logger) (*rollout.Engine, *rollout.Plan, error) {
+func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, config, prevConfig []string, reverting bool, log zerolog.Logger) (*rollout.Engine, *rollout.Plan, error) {
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
-		return nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, ErrNothingToDo)
+		return nil, nil, fmt.Errorf("restart %s: release %.12s runs no services (no service.json): %w", d.App, d.SHA, admin.ErrNothingToDo)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -214,11 +211,11 @@ func (a *Agent) restartPlan(ctx context.Context, d *Deploy, config, prevConfig [
 		return nil, nil, err
 	}
 	if installed == nil {
-		return nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, ErrNothingToDo)
+		return nil, nil, fmt.Errorf("restart %s: no services installed: %w", d.App, admin.ErrNothingToDo)
 	}
 	if d.Service != "" {
 		if _, ok := spec.Services[d.Service]; !ok {
-			return nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, ErrNotFound)
+			return nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, state.ErrNotFound)
 		}
 	}
 	eng, err := a.engine(ctx)

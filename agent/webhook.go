@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // answer is the JSON body of every webhook response: it always says why.
@@ -70,7 +71,7 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 	if !ok {
 		return refuse(http.StatusNotFound, "unknown app %q", name)
 	}
-	delivery, err := hooks.Read(r, ap.cfg.secret, hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
+	delivery, err := hooks.Read(r, ap.cfg.Secret(), hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
 	if err != nil {
 		var he *hooks.Error
 		if errors.As(err, &he) {
@@ -107,16 +108,16 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 		return http.StatusOK, answer{Status: "ignored", Reason: reason}
 	}
 	now := time.Now().UTC()
-	d := &Deploy{
-		ID:       a.ids.next(now),
+	d := &state.Deploy{
+		ID:       a.ids.Next(now),
 		App:      name,
-		Kind:     KindDeploy,
+		Kind:     state.KindDeploy,
 		SHA:      push.After,
 		Branch:   push.Branch,
 		Delivery: delivery.ID,
 		Pusher:   push.Pusher,
 		Message:  push.HeadMessage,
-		Status:   StatusQueued,
+		Status:   state.StatusQueued,
 		Queued:   now,
 	}
 	fresh, err := a.state.Accept(name, delivery.ID, d)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/go-github/v92/github"
+
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 )
 
 // zeroSHA is what git and GitHub put in place of a commit that does not exist: before a ref
@@ -49,7 +51,7 @@ func ParsePush(payload []byte) (*Push, error) {
 		Ref:         ev.GetRef(),
 		Forced:      ev.GetForced(),
 		Pusher:      ev.GetPusher().GetName(),
-		HeadMessage: firstLine(ev.GetHeadCommit().GetMessage()),
+		HeadMessage: abbrev.FirstLine(ev.GetHeadCommit().GetMessage()),
 	}
 	if p.Repo == "" {
 		return nil, refuse(http.StatusBadRequest, "repository.full_name: missing")
@@ -114,11 +116,6 @@ func isSHA(s string) bool {
 		}
 	}
 	return true
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return strings.TrimSuffix(s, "\r")
 }
 
 // truncate keeps error messages short when a sender puts something huge in a field.

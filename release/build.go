@@ -42,10 +42,10 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 	if err != nil {
 		return Release{}, err
 	}
-	if err := os.MkdirAll(s.releasesDir(app), 0o755); err != nil {
+	if err := os.MkdirAll(s.dirs.Releases(app), 0o755); err != nil {
 		return Release{}, fmt.Errorf("create releases dir: %w", err)
 	}
-	tmp, err := os.MkdirTemp(s.releasesDir(app), ".build-"+sha[:12]+"-")
+	tmp, err := os.MkdirTemp(s.dirs.Releases(app), ".build-"+sha[:12]+"-")
 	if err != nil {
 		return Release{}, fmt.Errorf("create release dir: %w", err)
 	}
@@ -86,7 +86,7 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 		return Release{}, fmt.Errorf("publish release %.12s: %w", sha, err)
 	}
 	ok = true
-	if err := atomicfile.SyncDir(s.releasesDir(app)); err != nil {
+	if err := atomicfile.SyncDir(s.dirs.Releases(app)); err != nil {
 		return Release{}, err
 	}
 	return s.release(app, sha)

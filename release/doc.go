@@ -2,7 +2,7 @@
 // exactly one pinned commit, a content-addressed object store shared by every app, and the
 // immutable release directories built from it.
 //
-// Layout under the data directory:
+// What it keeps under the data directory (package datadir names every path):
 //
 //	objects/<2 hex>/<38 hex>[.x]       one read-only file per (git blob, exec bit)
 //	apps/<app>/cache.git/               bare go-git cache, shallow

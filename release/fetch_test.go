@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
 )
@@ -79,7 +80,7 @@ func TestCache_Fetch(t *testing.T) {
 
 				// The fetched commit is complete: its release can be built and is
 				// the commit's tree.
-				s := release.NewStore(t.TempDir())
+				s := release.NewStore(datadir.Layout{Root: t.TempDir()})
 				rel, err := s.Build(ctx, app, c, sha, release.Info{Branch: branch})
 				if err != nil {
 					t.Fatalf("Build after Fetch: %v", err)
@@ -128,7 +129,7 @@ func TestCache_Fetch_NotTip(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Fetch of non-tip: %v", err)
 				}
-				rel, err := release.NewStore(t.TempDir()).Build(t.Context(), app, c, old, release.Info{})
+				rel, err := release.NewStore(datadir.Layout{Root: t.TempDir()}).Build(t.Context(), app, c, old, release.Info{})
 				if err != nil {
 					t.Fatalf("Build: %v", err)
 				}

@@ -45,7 +45,7 @@ func (s *Store) GC(app string, keep int) (GCResult, error) {
 		if err := os.RemoveAll(r.Dir); err != nil {
 			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
 		}
-		if err := os.Remove(s.metaPath(app, r.SHA)); err != nil && !os.IsNotExist(err) {
+		if err := os.Remove(s.dirs.Meta(app, r.SHA)); err != nil && !os.IsNotExist(err) {
 			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
 		}
 		res.Removed = append(res.Removed, r.SHA)
@@ -66,7 +66,7 @@ func (s *Store) pruneObjects() (int, int64, error) {
 	defer unlock()
 	var n int
 	var bytes int64
-	dirs, err := os.ReadDir(s.objectsDir())
+	dirs, err := os.ReadDir(s.dirs.Objects())
 	if err != nil {
 		return 0, 0, fmt.Errorf("prune objects: %w", err)
 	}
@@ -74,7 +74,7 @@ func (s *Store) pruneObjects() (int, int64, error) {
 		if !d.IsDir() || len(d.Name()) != 2 {
 			continue
 		}
-		sub := filepath.Join(s.objectsDir(), d.Name())
+		sub := filepath.Join(s.dirs.Objects(), d.Name())
 		ents, err := os.ReadDir(sub)
 		if err != nil {
 			return n, bytes, fmt.Errorf("prune objects: %w", err)

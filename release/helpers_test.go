@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
 )
@@ -46,7 +47,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatalf("OpenCache: %v", err)
 	}
 	f.cache = cache
-	f.store = release.NewStore(f.data)
+	f.store = release.NewStore(datadir.Layout{Root: f.data})
 	return f
 }
 

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
@@ -39,14 +38,14 @@ type Release struct {
 
 func (s *Store) writeMeta(app string, r Release) error {
 	r.Current, r.Dir = false, ""
-	if err := os.MkdirAll(filepath.Dir(s.metaPath(app, r.SHA)), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(s.dirs.Meta(app, r.SHA)), 0o755); err != nil {
 		return fmt.Errorf("write release metadata: %w", err)
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write release metadata: %w", err)
 	}
-	return atomicfile.Write(s.metaPath(app, r.SHA), append(data, '\n'), 0o644)
+	return atomicfile.Write(s.dirs.Meta(app, r.SHA), append(data, '\n'), 0o644)
 }
 
 // release reads what is known of one existing release.
@@ -57,7 +56,7 @@ func (s *Store) release(app, sha string) (Release, error) {
 		return Release{}, fmt.Errorf("release %.12s of %s: %w", sha, app, err)
 	}
 	r := Release{SHA: sha, Created: fi.ModTime().UTC()}
-	if data, err := os.ReadFile(s.metaPath(app, sha)); err == nil {
+	if data, err := os.ReadFile(s.dirs.Meta(app, sha)); err == nil {
 		if err := json.Unmarshal(data, &r); err != nil {
 			return Release{}, fmt.Errorf("read metadata of release %.12s: %w", sha, err)
 		}
@@ -73,7 +72,7 @@ func (s *Store) release(app, sha string) (Release, error) {
 
 // List returns app's releases, newest first.
 func (s *Store) List(app string) ([]Release, error) {
-	ents, err := os.ReadDir(s.releasesDir(app))
+	ents, err := os.ReadDir(s.dirs.Releases(app))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -107,7 +106,7 @@ func (s *Store) SetMark(app, sha string, m Mark, reason string) error {
 
 // Current returns the sha of app's live release, or "" before the first deploy.
 func (s *Store) Current(app string) (string, error) {
-	target, err := os.Readlink(filepath.Join(s.appDir(app), "current"))
+	target, err := os.Readlink(s.dirs.Current(app))
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
@@ -115,7 +114,7 @@ func (s *Store) Current(app string) (string, error) {
 		return "", fmt.Errorf("read current release of %s: %w", app, err)
 	}
 	sha := filepath.Base(target)
-	if !ValidSHA(sha) || !strings.HasPrefix(target, "releases/") {
+	if !ValidSHA(sha) || target != s.dirs.CurrentTarget(sha) {
 		return "", fmt.Errorf("read current release of %s: unexpected link target %q", app, target)
 	}
 	return sha, nil
@@ -131,7 +130,7 @@ func (s *Store) Activate(app, sha string) (previous string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := atomicfile.Symlink("releases/"+sha, filepath.Join(s.appDir(app), "current")); err != nil {
+	if err := atomicfile.Symlink(s.dirs.CurrentTarget(sha), s.dirs.Current(app)); err != nil {
 		return "", fmt.Errorf("activate %.12s: %w", sha, err)
 	}
 	return previous, nil

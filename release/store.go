@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/sys/unix"
+
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 )
 
 var (
@@ -22,43 +24,26 @@ var (
 
 // Store is the data directory: the shared object store and every app's releases.
 type Store struct {
-	dir string
+	dirs datadir.Layout
 }
 
-// NewStore returns the store rooted at dataDir. Nothing is created until it is needed.
-func NewStore(dataDir string) *Store { return &Store{dir: dataDir} }
-
-func (s *Store) appDir(app string) string      { return filepath.Join(s.dir, "apps", app) }
-func (s *Store) releasesDir(app string) string { return filepath.Join(s.appDir(app), "releases") }
-func (s *Store) metaPath(app, sha string) string {
-	return filepath.Join(s.appDir(app), "meta", sha+".json")
-}
-func (s *Store) objectsDir() string { return filepath.Join(s.dir, "objects") }
+// NewStore returns the store of the data directory dirs. Nothing is created until it is
+// needed.
+func NewStore(dirs datadir.Layout) *Store { return &Store{dirs: dirs} }
 
 // CacheDir is where an app's bare git cache lives.
-func (s *Store) CacheDir(app string) string { return filepath.Join(s.appDir(app), "cache.git") }
+func (s *Store) CacheDir(app string) string { return s.dirs.Cache(app) }
 
 // ReleaseDir is the directory of an app's release of commit sha.
-func (s *Store) ReleaseDir(app, sha string) string { return filepath.Join(s.releasesDir(app), sha) }
-
-// objectPath names the object for a blob with a given exec bit. The exec bit is part of the
-// key because hard links share their mode.
-func (s *Store) objectPath(h plumbing.Hash, exec bool) string {
-	hex := h.String()
-	name := hex[2:]
-	if exec {
-		name += ".x"
-	}
-	return filepath.Join(s.objectsDir(), hex[:2], name)
-}
+func (s *Store) ReleaseDir(app, sha string) string { return s.dirs.Release(app, sha) }
 
 // lockObjects takes the object store lock: shared while releases add and link objects,
 // exclusive while gc removes unlinked ones, across processes (the CLI's gc and the agent).
 func (s *Store) lockObjects(exclusive bool) (unlock func(), err error) {
-	if err := os.MkdirAll(s.objectsDir(), 0o755); err != nil {
+	if err := os.MkdirAll(s.dirs.Objects(), 0o755); err != nil {
 		return nil, fmt.Errorf("create object store: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(s.objectsDir(), ".lock"), os.O_CREATE|os.O_RDONLY, 0o600)
+	f, err := os.OpenFile(s.dirs.ObjectsLock(), os.O_CREATE|os.O_RDONLY, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock object store: %w", err)
 	}
@@ -76,7 +61,7 @@ func (s *Store) lockObjects(exclusive bool) (unlock func(), err error) {
 // ensureObject makes sure the object for blob h exists and returns its path. An existing
 // object is trusted only if its size is right: a file cut short by a crash is rewritten.
 func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, error) {
-	path := s.objectPath(h, exec)
+	path := s.dirs.Object(h.String(), exec)
 	blob, err := c.repo.BlobObject(h)
 	if err != nil {
 		return "", fmt.Errorf("read blob %s: %w", h, err)
@@ -87,7 +72,7 @@ func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, erro
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create object dir: %w", err)
 	}
-	tmpDir := filepath.Join(s.objectsDir(), "tmp")
+	tmpDir := s.dirs.ObjectsTmp()
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return "", fmt.Errorf("create object dir: %w", err)
 	}
@@ -129,7 +114,7 @@ func objectMode(exec bool) os.FileMode {
 // syncStore flushes everything written to the data directory's filesystem at once: one
 // syncfs instead of an fsync per object keeps a 10,000-file release fast.
 func (s *Store) syncStore() error {
-	f, err := os.Open(s.objectsDir())
+	f, err := os.Open(s.dirs.Objects())
 	if err != nil {
 		return fmt.Errorf("sync store: %w", err)
 	}
@@ -143,13 +128,13 @@ func (s *Store) syncStore() error {
 // Recover removes what an interrupted build or gc left behind: temporary release
 // directories of app and temporary objects. The agent calls it at start.
 func (s *Store) Recover(app string) error {
-	ents, err := os.ReadDir(s.releasesDir(app))
+	ents, err := os.ReadDir(s.dirs.Releases(app))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("recover %s: %w", app, err)
 	}
 	for _, e := range ents {
 		if isTemp(e.Name()) {
-			if err := os.RemoveAll(filepath.Join(s.releasesDir(app), e.Name())); err != nil {
+			if err := os.RemoveAll(filepath.Join(s.dirs.Releases(app), e.Name())); err != nil {
 				return fmt.Errorf("recover %s: %w", app, err)
 			}
 		}
@@ -159,7 +144,7 @@ func (s *Store) Recover(app string) error {
 		return err
 	}
 	defer unlock()
-	if err := os.RemoveAll(filepath.Join(s.objectsDir(), "tmp")); err != nil {
+	if err := os.RemoveAll(s.dirs.ObjectsTmp()); err != nil {
 		return fmt.Errorf("recover object store: %w", err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
@@ -226,7 +227,7 @@ func TestE2E_pushDeploys(t *testing.T) {
 	if d := e.waitFor(v3); d.Status != "succeeded" {
 		t.Fatalf("push after restart: got %s (%s), want succeeded", d.Status, d.Error)
 	}
-	data, err := os.ReadFile(filepath.Join(e.dir, "data", "apps", "web", "current", "VERSION"))
+	data, err := os.ReadFile(filepath.Join(datadir.Layout{Root: filepath.Join(e.dir, "data")}.Current("web"), "VERSION"))
 	if err != nil || string(data) != "3\n" {
 		t.Errorf("current/VERSION: got %q, %v; want 3", data, err)
 	}
@@ -238,7 +239,7 @@ func TestE2E_pushDeploys(t *testing.T) {
 	if got := e.cli("history", "web"); !strings.Contains(got, "rollback") {
 		t.Errorf("history does not list the rollback:\n%s", got)
 	}
-	if data, _ := os.ReadFile(filepath.Join(e.dir, "data", "apps", "web", "current", "VERSION")); string(data) != "2\n" {
+	if data, _ := os.ReadFile(filepath.Join(datadir.Layout{Root: filepath.Join(e.dir, "data")}.Current("web"), "VERSION")); string(data) != "2\n" {
 		t.Errorf("current/VERSION after rollback: got %q, want 2", data)
 	}
 	if got := e.cliFails("restart", "web"); !strings.Contains(got, "runs no services") {

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
@@ -67,7 +67,7 @@ func newEnvCmd() *cobra.Command {
 	pf.DurationVar(&f.dialTimeout, "dial-timeout", defaultEtcdTimeout, "how long to try to connect to etcd")
 	pf.DurationVar(&f.commandTimeout, "command-timeout", defaultEtcdTimeout, "how long one etcd request may take")
 	pf.StringVar(&f.prefix, "prefix", renv.DefaultPrefix, "etcd key prefix of the documents")
-	pf.StringVar(&f.configPath, "config", agent.DefaultConfigPath, "agent configuration file ('' for none)")
+	pf.StringVar(&f.configPath, "config", config.DefaultPath, "agent configuration file ('' for none)")
 	cmd.AddCommand(newEnvGetCmd(f), newEnvSetCmd(f), newEnvUnsetCmd(f), newEnvImportCmd(f),
 		newEnvExportCmd(f), newEnvDumpCmd(f), newEnvNukeCmd(f))
 	return cmd
@@ -163,7 +163,7 @@ func (f *envFlags) settings(cmd *cobra.Command) (*envSettings, error) {
 
 // agentConfig loads the agent configuration: nil when --config is "", or when the file at
 // the default path does not exist; an error when it is broken or was named and is missing.
-func (f *envFlags) agentConfig(explicit bool) (*agent.Config, error) {
+func (f *envFlags) agentConfig(explicit bool) (*config.Config, error) {
 	if f.configPath == "" {
 		return nil, nil
 	}

@@ -11,7 +11,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newHistoryCmd() *cobra.Command {
@@ -49,7 +50,7 @@ func newHistoryCmd() *cobra.Command {
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tSHA\tBRANCH\tQUEUED\tDETAIL")
 			for _, d := range hist {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kind(&d), d.Status, shortSHA(d.SHA), d.Branch,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, kind(&d), d.Status, abbrev.SHA(d.SHA), d.Branch,
 					d.Queued.Local().Format(time.DateTime), detail(&d))
 			}
 			return tw.Flush()
@@ -61,7 +62,7 @@ func newHistoryCmd() *cobra.Command {
 	return cmd
 }
 
-func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
+func printDeploy(w io.Writer, d *state.Deploy, log []byte) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -117,9 +118,9 @@ func printDeploy(w io.Writer, d *agent.Deploy, log []byte) error {
 }
 
 // kind is what the record did; records from before kinds existed are deploys.
-func kind(d *agent.Deploy) string {
+func kind(d *state.Deploy) string {
 	if d.Kind == "" {
-		return agent.KindDeploy
+		return state.KindDeploy
 	}
 	return d.Kind
 }

@@ -7,7 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -21,7 +22,7 @@ func newReleasesCmd() *cobra.Command {
 }
 
 // appConfig loads the config and the named app from it.
-func appConfig(path, app string) (*agent.Config, *agent.AppConfig, error) {
+func appConfig(path, app string) (*config.Config, *config.App, error) {
 	cfg, err := loadConfig(path)
 	if err != nil {
 		return nil, nil, err
@@ -45,7 +46,7 @@ func newReleasesListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rels, err := release.NewStore(cfg.DataDir).List(args[0])
+			rels, err := release.NewStore(cfg.Layout()).List(args[0])
 			if err != nil {
 				return err
 			}
@@ -59,8 +60,8 @@ func newReleasesListCmd() *cobra.Command {
 				if r.Current {
 					cur = "*"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cur, shortSHA(r.SHA), r.Created.Local().Format(time.DateTime),
-					markOf(string(r.Mark)), r.Branch, r.Deploy, oneLine(r.Reason))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", cur, abbrev.SHA(r.SHA), r.Created.Local().Format(time.DateTime),
+					markOf(string(r.Mark)), r.Branch, r.Deploy, abbrev.FirstLine(r.Reason))
 			}
 			return tw.Flush()
 		},
@@ -84,7 +85,7 @@ func newReleasesCheckCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			store := release.NewStore(cfg.DataDir)
+			store := release.NewStore(cfg.Layout())
 			sha := ""
 			if len(args) == 2 {
 				sha = args[1]
@@ -109,9 +110,9 @@ func newReleasesCheckCmd() *cobra.Command {
 				fmt.Fprintf(out, "%s: %s\n", d.Path, d.Problem)
 			}
 			if len(diffs) > 0 {
-				return fmt.Errorf("release %s of %s differs from its commit in %d places", shortSHA(sha), args[0], len(diffs))
+				return fmt.Errorf("release %s of %s differs from its commit in %d places", abbrev.SHA(sha), args[0], len(diffs))
 			}
-			fmt.Fprintf(out, "release %s of %s matches its commit exactly\n", shortSHA(sha), args[0])
+			fmt.Fprintf(out, "release %s of %s matches its commit exactly\n", abbrev.SHA(sha), args[0])
 			return nil
 		},
 	}
@@ -162,7 +163,7 @@ func newReleasesGCCmd() *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			for _, sha := range res.Removed {
-				fmt.Fprintf(out, "removed release %s\n", shortSHA(sha))
+				fmt.Fprintf(out, "removed release %s\n", abbrev.SHA(sha))
 			}
 			fmt.Fprintf(out, "kept %d newest releases of %s; removed %d releases and %d unused objects (%d bytes)\n",
 				ac.KeepReleases, args[0], len(res.Removed), res.Objects, res.Bytes)

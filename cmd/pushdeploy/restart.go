@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newRestartCmd() *cobra.Command {
@@ -39,13 +41,13 @@ func newRestartCmd() *cobra.Command {
 
 // liveAgent returns a client of the running agent: restarts and rollbacks go through its
 // deploy queues, so they need it.
-func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, error) {
+func liveAgent(ctx context.Context, configPath, what string) (*admin.Client, error) {
 	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return nil, err
 	}
-	c := agent.NewClient(cfg.AdminSocket)
-	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, agent.ErrAgentDown) {
+	c := admin.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, admin.ErrAgentDown) {
 		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: systemctl start pushdeploy, or pushdeploy agent)", what, cfg.AdminSocket)
 	}
 	return c, nil
@@ -53,8 +55,8 @@ func liveAgent(ctx context.Context, configPath, what string) (*agent.Client, err
 
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
 // status it goes through; a restart or rollback that did not succeed is an error.
-func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, noWait bool) error {
-	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, shortSHA(d.SHA), d.ID)
+func follow(ctx context.Context, w io.Writer, c *admin.Client, d *state.Deploy, noWait bool) error {
+	fmt.Fprintf(w, "%s %s of %s queued: %s\n", d.App, d.Kind, abbrev.SHA(d.SHA), d.ID)
 	if d.Note != "" {
 		fmt.Fprintf(w, "note: %s\n", d.Note)
 	}
@@ -79,11 +81,11 @@ func follow(ctx context.Context, w io.Writer, c *agent.Client, d *agent.Deploy, 
 		}
 	}
 	switch d.Status {
-	case agent.StatusSucceeded:
+	case state.StatusSucceeded:
 		fmt.Fprintf(w, "%s succeeded in %s; history: pushdeploy history %s %s\n", d.Kind,
 			d.Finished.Sub(d.Started).Round(time.Millisecond), d.App, d.ID)
 		return nil
-	case agent.StatusFailed:
+	case state.StatusFailed:
 		return fmt.Errorf("%s %s failed (pushdeploy history %s %s): %s", d.Kind, d.ID, d.App, d.ID, d.Error)
 	}
 	return fmt.Errorf("%s %s did not run: %s: %s", d.Kind, d.ID, d.Status, d.Note)

@@ -7,14 +7,16 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/release"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newRootCmd() *cobra.Command {
@@ -31,18 +33,18 @@ func newRootCmd() *cobra.Command {
 
 // configFlag adds the --config flag every command that needs the agent's config takes.
 func configFlag(cmd *cobra.Command, path *string) {
-	cmd.Flags().StringVar(path, "config", agent.DefaultConfigPath, "agent configuration file")
+	cmd.Flags().StringVar(path, "config", config.DefaultPath, "agent configuration file")
 }
 
-func loadConfig(path string) (*agent.Config, error) {
-	env := agent.Env{UID: os.Getuid(), SessionBus: os.Getenv("DBUS_SESSION_BUS_ADDRESS")}
+func loadConfig(path string) (*config.Config, error) {
+	env := config.Env{UID: os.Getuid(), SessionBus: os.Getenv("DBUS_SESSION_BUS_ADDRESS")}
 	env.Hostname, _ = os.Hostname()
 	if env.ConfigHome = os.Getenv("XDG_CONFIG_HOME"); env.ConfigHome == "" {
 		if home, err := os.UserHomeDir(); err == nil {
 			env.ConfigHome = filepath.Join(home, ".config")
 		}
 	}
-	return agent.LoadConfig(path, env)
+	return config.Load(path, env)
 }
 
 // logOutput picks JSON for machines and a readable console format on a terminal.
@@ -64,20 +66,20 @@ func logOutput(format string, w *os.File) (io.Writer, error) {
 // backend is what the read and housekeeping commands need from the agent: a running agent
 // over its admin socket, or the data directory when the agent is down.
 type backend interface {
-	Status(ctx context.Context, app string) ([]agent.AppStatus, error)
-	History(ctx context.Context, app string, limit int) ([]agent.Deploy, error)
-	Deploy(ctx context.Context, app, id string) (*agent.Deploy, []byte, error)
+	Status(ctx context.Context, app string) ([]admin.AppStatus, error)
+	History(ctx context.Context, app string, limit int) ([]state.Deploy, error)
+	Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error)
 	GC(ctx context.Context, app string) (release.GCResult, error)
 }
 
 // connect loads the config and returns the running agent if it answers, else the data
 // directory read directly; done releases what it opened.
-func connect(ctx context.Context, configPath string) (b backend, cfg *agent.Config, done func(), err error) {
+func connect(ctx context.Context, configPath string) (b backend, cfg *config.Config, done func(), err error) {
 	if cfg, err = loadConfig(configPath); err != nil {
 		return nil, nil, nil, err
 	}
-	c := agent.NewClient(cfg.AdminSocket)
-	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, agent.ErrAgentDown) {
+	c := admin.NewClient(cfg.AdminSocket)
+	if _, err := c.Status(ctx, "\x00probe"); err == nil || !errors.Is(err, admin.ErrAgentDown) {
 		return c, cfg, func() {}, nil
 	}
 	l, err := agent.OpenLocal(cfg)
@@ -85,16 +87,4 @@ func connect(ctx context.Context, configPath string) (b backend, cfg *agent.Conf
 		return nil, nil, nil, fmt.Errorf("agent not running, and %w", err)
 	}
 	return l, cfg, func() { l.Close() }, nil
-}
-
-func shortSHA(s string) string {
-	if len(s) > 12 {
-		return s[:12]
-	}
-	return s
-}
-
-func oneLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }

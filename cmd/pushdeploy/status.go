@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/pushdeploy/pushdeploy/agent"
+	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 func newStatusCmd() *cobra.Command {
@@ -44,7 +46,7 @@ func newStatusCmd() *cobra.Command {
 	return cmd
 }
 
-func printStatus(w io.Writer, st []agent.AppStatus) error {
+func printStatus(w io.Writer, st []admin.AppStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for i, s := range st {
 		if i > 0 {
@@ -56,7 +58,7 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s%s\n", s.App, s.Repo, agentNote)
 		if s.Current != nil {
-			fmt.Fprintf(tw, "  current\t%s\t%s\tsince %s\t%s\n", shortSHA(s.Current.SHA), s.Current.Branch,
+			fmt.Fprintf(tw, "  current\t%s\t%s\tsince %s\t%s\n", abbrev.SHA(s.Current.SHA), s.Current.Branch,
 				s.Current.Created.Local().Format(time.DateTime), markOf(string(s.Current.Mark)))
 		} else {
 			fmt.Fprintf(tw, "  current\tnone\n")
@@ -69,15 +71,15 @@ func printStatus(w io.Writer, st []agent.AppStatus) error {
 				fmt.Fprintf(tw, "  config\t%s\tnone rolled out yet\n", c.Doc)
 			}
 			if c.BadRev > 0 {
-				fmt.Fprintf(tw, "  reverted\t%s\tetcd revision %d\tat %s\t%s\n", c.Doc, c.BadRev, c.BadSince.Local().Format(time.DateTime), oneLine(c.BadWhy))
+				fmt.Fprintf(tw, "  reverted\t%s\tetcd revision %d\tat %s\t%s\n", c.Doc, c.BadRev, c.BadSince.Local().Format(time.DateTime), abbrev.FirstLine(c.BadWhy))
 			}
 		}
 		for _, row := range []struct {
 			label string
-			d     *agent.Deploy
+			d     *state.Deploy
 		}{{"active", s.Active}, {"queued", s.Queued}, {"last", s.Last}} {
 			if row.d != nil {
-				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, shortSHA(row.d.SHA), detail(row.d))
+				fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", row.label, row.d.ID, row.d.Status, abbrev.SHA(row.d.SHA), detail(row.d))
 			}
 		}
 	}
@@ -93,10 +95,10 @@ func markOf(m string) string {
 
 // detail is the one thing worth knowing about a deploy in a table: its error, why it was
 // skipped, or how long it took.
-func detail(d *agent.Deploy) string {
+func detail(d *state.Deploy) string {
 	switch {
 	case d.Error != "":
-		return oneLine(d.Error)
+		return abbrev.FirstLine(d.Error)
 	case d.Note != "":
 		return d.Note
 	case !d.Finished.IsZero() && !d.Started.IsZero():

@@ -27,7 +27,7 @@ type HAProxy struct {
 	// Each answer carries the name of the server that produced it in an X-Server header.
 	Addr string
 	// Socket is the admin socket (stats socket at level admin, mode 0600): one command per
-	// connection, as `socat` or restart.HAProxy send them.
+	// connection, as `socat` or haproxy.Client send them.
 	Socket string
 	// Config is the configuration file haproxy runs with, for the test log.
 	Config string

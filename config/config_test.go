@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestParseConfig(t *testing.T) {
+func TestParse(t *testing.T) {
 	dir := t.TempDir()
 	secret := filepath.Join(dir, "secret")
 	os.WriteFile(secret, []byte("top-secret\n"), 0o600)
@@ -64,7 +64,7 @@ func TestParseConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := ParseConfig([]byte(tt.doc), Env{Hostname: "host-1"})
+			cfg, err := Parse([]byte(tt.doc), Env{Hostname: "host-1"})
 			if tt.wantErr == "" {
 				if err != nil {
 					t.Fatalf("got error %v, want none", err)
@@ -84,7 +84,7 @@ func TestParseConfig(t *testing.T) {
 	}
 }
 
-func TestAppConfig_Deploys(t *testing.T) {
+func TestApp_Deploys(t *testing.T) {
 	tests := []struct {
 		pattern string
 		envs    []string
@@ -99,7 +99,7 @@ func TestAppConfig_Deploys(t *testing.T) {
 		{"release/*", []string{"production"}, "release/v1/x", false},
 	}
 	for _, tt := range tests {
-		a := &AppConfig{Branch: tt.pattern}
+		a := &App{Branch: tt.pattern}
 		if got := a.Deploys(tt.envs, tt.branch); got != tt.want {
 			t.Errorf("%s with %v deploys %s: got %v, want %v", tt.pattern, tt.envs, tt.branch, got, tt.want)
 		}

@@ -1,4 +1,4 @@
-package agent
+package config
 
 import (
 	"fmt"
@@ -9,14 +9,14 @@ import (
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
-// DefaultConfigDebounce is how long an app's configuration must stay unchanged in etcd
+// DefaultDebounce is how long an app's configuration must stay unchanged in etcd
 // before the change is rolled out: a script that sets ten keys one by one restarts the app
 // once, not ten times.
-const DefaultConfigDebounce = time.Second
+const DefaultDebounce = time.Second
 
-// EtcdConfig is where the apps' configuration lives (etcd: in the agent's config). Without
+// Etcd is where the apps' configuration lives (etcd: in the agent's config). Without
 // it the agent runs without etcd: units get no environment file.
-type EtcdConfig struct {
+type Etcd struct {
 	Endpoints      []string      `yaml:"endpoints"`
 	Prefix         string        `yaml:"prefix"`    // default renv.DefaultPrefix
 	CAFile         string        `yaml:"ca_file"`   // verify etcd's certificate with this CA
@@ -30,17 +30,17 @@ type EtcdConfig struct {
 	password string
 }
 
-// AppEnvConfig says which etcd document becomes the app's environment file
+// AppEnv says which etcd document becomes the app's environment file
 // (apps.<app>.config). Every app of an agent with an etcd section has one; the defaults
 // fit an app whose document is named like it, on a host that deploys one environment.
-type AppEnvConfig struct {
+type AppEnv struct {
 	Name     string        `yaml:"name"`     // the document's app name in etcd; default the app's
 	Env      string        `yaml:"env"`      // its environment; default the host's only one
 	Debounce time.Duration `yaml:"debounce"` // quiet time before a change rolls out; default 1s
 }
 
 // Renv is the renv connection settings of the etcd section, the password read from its file.
-func (e *EtcdConfig) Renv() renv.Config {
+func (e *Etcd) Renv() renv.Config {
 	return renv.Config{
 		Endpoints: e.Endpoints, Prefix: e.Prefix,
 		CACert: e.CAFile, Cert: e.CertFile, Key: e.KeyFile,
@@ -68,7 +68,7 @@ func (c *Config) setEtcdDefaults() {
 			continue
 		}
 		if a.Config == nil {
-			a.Config = &AppEnvConfig{}
+			a.Config = &AppEnv{}
 		}
 		if a.Config.Name == "" {
 			a.Config.Name = name
@@ -77,7 +77,7 @@ func (c *Config) setEtcdDefaults() {
 			a.Config.Env = c.Environments[0]
 		}
 		if a.Config.Debounce == 0 {
-			a.Config.Debounce = DefaultConfigDebounce
+			a.Config.Debounce = DefaultDebounce
 		}
 	}
 }

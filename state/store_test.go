@@ -1,4 +1,4 @@
-package agent
+package state
 
 import (
 	"fmt"
@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-func TestState_Accept(t *testing.T) {
+func TestStore_Accept(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	st, err := OpenState(path, false, 10)
+	st, err := Open(path, false, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestState_Accept(t *testing.T) {
 		st.Accept("web", fmt.Sprintf("d-%d", i), nil)
 	}
 	st.Close()
-	st, err = OpenState(path, false, 10)
+	st, err = Open(path, false, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,8 +46,8 @@ func TestState_Accept(t *testing.T) {
 	}
 }
 
-func TestState_Prune(t *testing.T) {
-	st, err := OpenState(filepath.Join(t.TempDir(), "state.db"), false, 3)
+func TestStore_Prune(t *testing.T) {
+	st, err := Open(filepath.Join(t.TempDir(), "state.db"), false, 3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +78,12 @@ func TestState_Prune(t *testing.T) {
 	}
 }
 
-func TestDeployIDs_next(t *testing.T) {
-	var g deployIDs
+func TestIDs_Next(t *testing.T) {
+	var g IDs
 	now := time.Now()
 	prev := ""
 	for i := 0; i < 100; i++ {
-		id := g.next(now) // the same instant every time: ids must still sort in call order
+		id := g.Next(now) // the same instant every time: ids must still sort in call order
 		if id <= prev {
 			t.Fatalf("id %d: got %s after %s, want a larger id", i, id, prev)
 		}

@@ -1,79 +1,17 @@
-package agent
+package state
 
 import (
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
-
-// Status is where a deploy is in its life.
-type Status string
-
-// The statuses a deploy goes through. The last four are final.
-const (
-	StatusQueued     Status = "queued"
-	StatusFetching   Status = "fetching"
-	StatusReleasing  Status = "releasing"
-	StatusScript     Status = "running-script"
-	StatusStarting   Status = "starting" // installing units, starting or restarting instances
-	StatusSucceeded  Status = "succeeded"
-	StatusFailed     Status = "failed"
-	StatusSuperseded Status = "superseded"
-	StatusStale      Status = "stale"
-)
-
-// Final reports whether nothing more will happen to a deploy in this status.
-func (s Status) Final() bool {
-	switch s {
-	case StatusSucceeded, StatusFailed, StatusSuperseded, StatusStale:
-		return true
-	}
-	return false
-}
-
-// The kinds of deploy: what a queued record does when it runs.
-const (
-	KindDeploy   = "deploy"   // a pushed commit: fetch, build, roll out, switch current
-	KindRestart  = "restart"  // a rolling restart of the current release, health-checked
-	KindRollback = "rollback" // a rollout to a release already on disk, then switch current
-	KindConfig   = "config"   // a changed configuration in etcd: new environment file, rolling restart
-)
-
-// Deploy is the durable record of one deploy, restart or rollback (Kind).
-type Deploy struct {
-	ID         string `json:"id"`
-	App        string `json:"app"`
-	Kind       string `json:"kind,omitempty"`    // KindDeploy when empty (older records)
-	Service    string `json:"service,omitempty"` // a restart of one service only
-	SHA        string `json:"sha"`
-	Branch     string `json:"branch"`
-	Delivery   string `json:"delivery,omitempty"`
-	Pusher     string `json:"pusher,omitempty"`
-	Message    string `json:"message,omitempty"`
-	Status     Status `json:"status"`
-	Previous   string `json:"previous,omitempty"` // the release that was current before
-	Error      string `json:"error,omitempty"`
-	Note       string `json:"note,omitempty"` // why it was stale or superseded, or other detail
-	FetchBytes int64  `json:"fetch_bytes,omitempty"`
-	// ConfigRev is the etcd revision of the configuration the deploy rolled out, and
-	// ConfigSource where it came from: "etcd", or "cache" while etcd was unreachable.
-	ConfigRev    int64     `json:"config_rev,omitempty"`
-	ConfigSource string    `json:"config_source,omitempty"`
-	Queued       time.Time `json:"queued"`
-	Started      time.Time `json:"started,omitzero"`
-	Finished     time.Time `json:"finished,omitzero"`
-	Updated      time.Time `json:"updated"`
-}
 
 var (
 	bucketDeploys    = []byte("deploys")    // app → (id → Deploy JSON)
@@ -81,22 +19,26 @@ var (
 	bucketDelivSeq   = []byte("delivseq")   // 8-byte seq → "app/delivery", oldest first
 )
 
+// DefaultDeliveryLimit is how many delivery ids are remembered, newest first, to answer a
+// redelivery as a duplicate.
+const DefaultDeliveryLimit = 10000
+
 // ErrNotFound is returned for a deploy id or app the state does not know.
 var ErrNotFound = errors.New("not found")
 
-// State is the agent's durable record of deploys and of the deliveries it has seen, kept in
+// Store is the agent's durable record of deploys and of the deliveries it has seen, kept in
 // one bbolt file: every change is a transaction synced to disk, so a kill -9 loses nothing
 // that was answered.
-type State struct {
+type Store struct {
 	db            *bolt.DB
 	commits       *groupCommit
 	historyLimit  int
 	deliveryLimit int
 }
 
-// OpenState opens (creating) the state file. With readOnly it takes a shared lock and fails
+// Open opens (creating) the state file. With readOnly it takes a shared lock and fails
 // after a second if the agent holds the file: the CLI then talks to the agent instead.
-func OpenState(path string, readOnly bool, historyLimit int) (*State, error) {
+func Open(path string, readOnly bool, historyLimit int) (*Store, error) {
 	if !readOnly {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return nil, fmt.Errorf("open state: %w", err)
@@ -106,7 +48,7 @@ func OpenState(path string, readOnly bool, historyLimit int) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state %s: %w", path, err)
 	}
-	s := &State{db: db, commits: &groupCommit{db: db}, historyLimit: historyLimit, deliveryLimit: DefaultDeliveryLimit}
+	s := &Store{db: db, commits: &groupCommit{db: db}, historyLimit: historyLimit, deliveryLimit: DefaultDeliveryLimit}
 	if !readOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
 			for _, b := range [][]byte{bucketDeploys, bucketDeliveries, bucketDelivSeq} {
@@ -125,32 +67,7 @@ func OpenState(path string, readOnly bool, historyLimit int) (*State, error) {
 }
 
 // Close closes the state file.
-func (s *State) Close() error { return s.db.Close() }
-
-// deployIDs hands out deploy ids that sort in the order deploys were accepted: the time to
-// the millisecond, pushed forward when two deploys share one, and a random suffix so that ids
-// stay unique across restarts and hosts.
-type deployIDs struct {
-	mu   sync.Mutex
-	last time.Time
-}
-
-func (g *deployIDs) next(now time.Time) string {
-	g.mu.Lock()
-	now = now.UTC().Truncate(time.Millisecond)
-	if !now.After(g.last) {
-		now = g.last.Add(time.Millisecond)
-	}
-	g.last = now
-	g.mu.Unlock()
-	return newDeployID(now)
-}
-
-func newDeployID(t time.Time) string {
-	var b [3]byte
-	rand.Read(b[:])
-	return t.UTC().Format("20060102-150405.000") + "-" + hex.EncodeToString(b[:])
-}
+func (s *Store) Close() error { return s.db.Close() }
 
 func putDeploy(tx *bolt.Tx, d *Deploy) error {
 	apps := tx.Bucket(bucketDeploys)
@@ -166,7 +83,7 @@ func putDeploy(tx *bolt.Tx, d *Deploy) error {
 }
 
 // Save writes a deploy record.
-func (s *State) Save(d *Deploy) error {
+func (s *Store) Save(d *Deploy) error {
 	d.Updated = time.Now().UTC()
 	if err := s.db.Update(func(tx *bolt.Tx) error { return putDeploy(tx, d) }); err != nil {
 		return fmt.Errorf("save deploy %s: %w", d.ID, err)
@@ -180,7 +97,7 @@ func (s *State) Save(d *Deploy) error {
 //
 // Concurrent deliveries share one transaction and one fsync (groupCommit), which is what
 // lets a host answer a burst of webhooks quickly while still syncing each before answering.
-func (s *State) Accept(app, delivery string, d *Deploy) (fresh bool, err error) {
+func (s *Store) Accept(app, delivery string, d *Deploy) (fresh bool, err error) {
 	key := []byte(app + "/" + delivery)
 	err = s.commits.Update(func(tx *bolt.Tx) error {
 		fresh = false // may run more than once
@@ -228,7 +145,7 @@ func (s *State) Accept(app, delivery string, d *Deploy) (fresh bool, err error) 
 }
 
 // History returns an app's deploys, newest first, at most limit (0: all kept).
-func (s *State) History(app string, limit int) ([]Deploy, error) {
+func (s *Store) History(app string, limit int) ([]Deploy, error) {
 	var out []Deploy
 	err := s.db.View(func(tx *bolt.Tx) error {
 		apps := tx.Bucket(bucketDeploys)
@@ -256,7 +173,7 @@ func (s *State) History(app string, limit int) ([]Deploy, error) {
 }
 
 // Get returns one deploy of an app by id.
-func (s *State) Get(app, id string) (*Deploy, error) {
+func (s *Store) Get(app, id string) (*Deploy, error) {
 	var d *Deploy
 	err := s.db.View(func(tx *bolt.Tx) error {
 		apps := tx.Bucket(bucketDeploys)
@@ -278,7 +195,7 @@ func (s *State) Get(app, id string) (*Deploy, error) {
 
 // Prune drops an app's oldest final deploys beyond the history limit and returns their ids,
 // so their logs can go too.
-func (s *State) Prune(app string) ([]string, error) {
+func (s *Store) Prune(app string) ([]string, error) {
 	var dropped []string
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDeploys).Bucket([]byte(app))
@@ -309,7 +226,7 @@ func (s *State) Prune(app string) ([]string, error) {
 
 // Unfinished returns the deploys of every app that are not final: after a crash, the
 // deploys that were queued or under way.
-func (s *State) Unfinished() ([]Deploy, error) {
+func (s *Store) Unfinished() ([]Deploy, error) {
 	var out []Deploy
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDeploys).ForEachBucket(func(app []byte) error {
