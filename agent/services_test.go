@@ -54,7 +54,7 @@ func dataDirOutsideTmp(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
 	if err != nil {
-		t.Skipf("no data dir outside /tmp: %v", err)
+		testenv.Unavailable(t, "data directory outside /tmp", "%v", err)
 	}
 	os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })

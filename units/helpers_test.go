@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/kballard/go-shellquote"
+
+	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -62,7 +64,7 @@ func newRelease(t testing.TB, name string, programs ...string) string {
 		err = fmt.Errorf("the cache directory %s is under /tmp", base)
 	}
 	if err != nil {
-		t.Skipf("no directory outside /tmp for a release: %v", err)
+		testenv.Unavailable(t, "release directory outside /tmp", "%v", err)
 	}
 	root, err := os.MkdirTemp(base, "pushdeploy-units-test-")
 	if err != nil {
@@ -114,7 +116,7 @@ func writeUnits(t testing.TB, files []File) string {
 func verify(t testing.TB, dir string, units ...string) {
 	t.Helper()
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze is not installed (Debian package systemd): cannot verify units")
+		testenv.Unavailable(t, "systemd-analyze", "not installed (Debian package systemd): cannot verify units")
 	}
 	args := []string{"verify", "--man=no"}
 	for _, u := range units {
@@ -138,7 +140,7 @@ var scoreRE = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)
 func securityScore(t testing.TB, path string) float64 {
 	t.Helper()
 	if _, err := exec.LookPath("systemd-analyze"); err != nil {
-		t.Skip("systemd-analyze is not installed (Debian package systemd): cannot score units")
+		testenv.Unavailable(t, "systemd-analyze", "not installed (Debian package systemd): cannot score units")
 	}
 	out, err := exec.Command("systemd-analyze", "security", "--offline=yes", "--no-pager", path).CombinedOutput()
 	m := scoreRE.FindSubmatch(out)
@@ -168,7 +170,7 @@ func systemdLoad(t testing.TB, dir, unit string) loaded {
 		}
 	}
 	if bin == "" {
-		t.Skip("systemd is not installed (Debian package systemd): cannot load units with its parser")
+		testenv.Unavailable(t, "systemd", "not installed (Debian package systemd): cannot load units with its parser")
 	}
 	support := writeUnits(t, []File{{Name: "basic.target", Content: "[Unit]\nDescription=basic\n"}})
 	home := writeUnits(t, nil)
@@ -179,7 +181,7 @@ func systemdLoad(t testing.TB, dir, unit string) loaded {
 		bin, "--test", "--user", "--unit=" + unit, "--log-target=console"}
 	if os.Geteuid() == 0 { // systemd refuses test mode as root
 		if _, err := exec.LookPath("setpriv"); err != nil {
-			t.Skip("setpriv is not installed (Debian package util-linux): cannot run systemd --test as nobody")
+			testenv.Unavailable(t, "setpriv", "not installed (Debian package util-linux): cannot run systemd --test as nobody")
 		}
 		args = append([]string{"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"}, args...)
 	}

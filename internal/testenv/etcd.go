@@ -148,14 +148,14 @@ func (e *Etcd) Start(t testing.TB) {
 // StartEtcdServer runs Debian's etcd-server binary (/usr/bin/etcd, 3.4) as a child
 // process in its own process group on free 127.0.0.1 ports, for compatibility tests,
 // with its data and its output (etcd.log) in Dir, and kills it in t.Cleanup. Stop and
-// Start work on it too (Stop kills the process group). It skips the test only when the
-// binary is not installed.
+// Start work on it too (Stop kills the process group). It calls Unavailable only when
+// the binary is not installed.
 func StartEtcdServer(t testing.TB) *Etcd {
 	t.Helper()
 	bin, err := exec.LookPath("etcd")
 	if err != nil {
 		if bin = "/usr/bin/etcd"; !fileExists(bin) {
-			t.Skip("etcd not installed (Debian package etcd-server)")
+			Unavailable(t, "etcd", "not installed (Debian package etcd-server)")
 		}
 	}
 	e := &Etcd{Dir: t.TempDir()}

@@ -27,11 +27,11 @@ func gitEnv() []string {
 	return append(os.Environ(), gitEnvVars...)
 }
 
-// needGit skips the test when the git binary is not on PATH.
+// needGit ends the test through Unavailable when the git binary is not on PATH.
 func needGit(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git not installed")
+		Unavailable(t, "git", "not on PATH (Debian package git)")
 	}
 }
 

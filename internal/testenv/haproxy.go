@@ -54,13 +54,13 @@ var haName = regexp.MustCompile(`^[A-Za-z0-9._:-]+$`)
 // refuses connections is retried on that server only (haproxy's default 3 retries) and
 // then fails, as a test of rolling restarts wants to see.
 //
-// It skips the test only when haproxy is not installed (Debian package haproxy).
+// It calls Unavailable only when haproxy is not installed (Debian package haproxy).
 func StartHAProxy(t testing.TB, backend string, servers []HAServer) *HAProxy {
 	t.Helper()
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if bin = "/usr/sbin/haproxy"; !fileExists(bin) {
-			t.Skip("haproxy not installed (Debian package haproxy)")
+			Unavailable(t, "haproxy", "not installed (Debian package haproxy)")
 		}
 	}
 	if !haName.MatchString(backend) {

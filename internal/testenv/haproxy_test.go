@@ -72,6 +72,9 @@ func TestStartHAProxy(t *testing.T) {
 	// The subtest's cleanup stopped haproxy, master and worker: no process is left in its
 	// group, and our frontend no longer answers (the port itself may already be another
 	// test's, so only an answer from this haproxy counts).
+	if pgid == 0 { // haproxy never ran: the subtest said why
+		return
+	}
 	if groupAlive(pgid) {
 		t.Errorf("process group %d still has live processes after the test's cleanup", pgid)
 	}

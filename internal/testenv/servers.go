@@ -33,7 +33,7 @@ func GitDaemon(t testing.TB, root string) string {
 		t.Fatalf("git --exec-path: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "git-daemon")); err != nil {
-		t.Skip("git daemon not installed")
+		Unavailable(t, "git daemon", "no git-daemon in %s (Debian package git)", dir)
 	}
 
 	var lastErr error
@@ -159,7 +159,7 @@ func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handle
 	}
 	backend := filepath.Join(dir, "git-http-backend")
 	if _, err := os.Stat(backend); err != nil {
-		t.Skip("git http-backend not installed")
+		Unavailable(t, "git http-backend", "no git-http-backend in %s (Debian package git)", dir)
 	}
 	h := &cgi.Handler{
 		Path: backend,

@@ -27,23 +27,23 @@ func (s *SSH) URL(path string) string {
 }
 
 // StartSSH starts sshd in its own process group with a fresh host key and deploy key, and
-// stops it in t.Cleanup. It skips the test when OpenSSH's server is not installed or the
-// test does not run as root (sshd must be able to switch to the login user).
+// stops it in t.Cleanup. It calls Unavailable when OpenSSH's server is not installed or
+// the test does not run as root (sshd must be able to switch to the login user).
 func StartSSH(t testing.TB) *SSH {
 	t.Helper()
 	needGit(t)
 	sshd, err := exec.LookPath("sshd")
 	if err != nil {
 		if sshd = "/usr/sbin/sshd"; !fileExists(sshd) {
-			t.Skip("sshd not installed (Debian package openssh-server)")
+			Unavailable(t, "sshd", "not installed (Debian package openssh-server)")
 		}
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("sshd tests need root")
+		Unavailable(t, "sshd", "needs root to switch to the login user")
 	}
 	// sshd insists on its privilege separation directory.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-		t.Skipf("cannot create /run/sshd: %v", err)
+		Unavailable(t, "sshd", "create its privilege separation directory: %v", err)
 	}
 	dir := t.TempDir()
 	keygen := func(name string) {

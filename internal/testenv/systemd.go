@@ -52,7 +52,7 @@ type Systemd struct {
 // its parent; then the cgroup subtree is checked empty and removed. A process still alive
 // then fails the test.
 //
-// It skips the test, saying why, only when the machine cannot run it: not root, no
+// It calls Unavailable, saying why, only when the machine cannot run it: not root, no
 // CAP_SYS_ADMIN (unshare -m and mount need it), no writable cgroup hierarchy for systemd,
 // or one of unshare, mount, dbus-daemon, systemctl, journalctl, /lib/systemd/systemd or
 // /lib/systemd/systemd-journald missing. Everything else is a test failure.
@@ -61,7 +61,7 @@ func StartSystemd(t testing.TB) *Systemd {
 	start := time.Now()
 	m, err := usermanager.Start(usermanager.Options{Dir: t.TempDir(), Name: "pushdeploy-test", Logf: t.Logf})
 	if ue := (*usermanager.UnavailableError)(nil); errors.As(err, &ue) {
-		t.Skipf("systemd user manager: %v", ue.Reason)
+		Unavailable(t, "systemd user manager", "%v", ue.Reason)
 	}
 	if err != nil {
 		t.Fatal(err)

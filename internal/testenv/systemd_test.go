@@ -350,7 +350,7 @@ func TestStartSystemd_Cleanup(t *testing.T) {
 		}
 	})
 	if s == nil {
-		t.Skip("no manager started (see the run subtest)")
+		Unavailable(t, "systemd user manager", "none started (see the run subtest)")
 	}
 	if t.Failed() {
 		return

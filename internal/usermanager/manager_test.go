@@ -1,4 +1,4 @@
-package usermanager
+package usermanager_test
 
 import (
 	"errors"
@@ -10,15 +10,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/testenv"
+	"github.com/pushdeploy/pushdeploy/internal/usermanager"
 )
 
-// start starts a manager for a test, skipping the test where the machine cannot run one.
-// The caller stops it.
-func start(t *testing.T, opts Options) *Manager {
+// start starts a manager for a test, ending the test through testenv.Unavailable where the
+// machine cannot run one. The caller stops it.
+func start(t *testing.T, opts usermanager.Options) *usermanager.Manager {
 	t.Helper()
-	m, err := Start(opts)
-	if errors.Is(err, ErrUnavailable) {
-		t.Skip(err)
+	m, err := usermanager.Start(opts)
+	if ue := (*usermanager.UnavailableError)(nil); errors.As(err, &ue) {
+		testenv.Unavailable(t, "systemd user manager", "%v", ue.Reason)
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -28,8 +31,8 @@ func start(t *testing.T, opts Options) *Manager {
 
 func TestUnavailableError(t *testing.T) {
 	reason := errors.New("needs root")
-	err := error(&UnavailableError{Reason: reason})
-	if !errors.Is(err, ErrUnavailable) {
+	err := error(&usermanager.UnavailableError{Reason: reason})
+	if !errors.Is(err, usermanager.ErrUnavailable) {
 		t.Errorf("errors.Is(%v, ErrUnavailable) = false, want true", err)
 	}
 	if !errors.Is(err, reason) {
@@ -38,7 +41,7 @@ func TestUnavailableError(t *testing.T) {
 	if got, want := err.Error(), "systemd user manager unavailable: needs root"; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
-	if errors.Is(errors.New("other"), ErrUnavailable) {
+	if errors.Is(errors.New("other"), usermanager.ErrUnavailable) {
 		t.Error("an unrelated error matches ErrUnavailable")
 	}
 }
@@ -48,7 +51,7 @@ func TestUnavailableError(t *testing.T) {
 func TestStart_ownDir(t *testing.T) {
 	t.Parallel()
 	var logged []string
-	m := start(t, Options{Logf: func(f string, args ...any) { logged = append(logged, f) }})
+	m := start(t, usermanager.Options{Logf: func(f string, args ...any) { logged = append(logged, f) }})
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -60,8 +63,8 @@ func TestStart_ownDir(t *testing.T) {
 			t.Errorf("%s: %v, want a directory", d, err)
 		}
 	}
-	if !strings.HasPrefix(m.Cgroup, DefaultName+"-") {
-		t.Errorf("Cgroup = %q, want prefix %s-", m.Cgroup, DefaultName)
+	if !strings.HasPrefix(m.Cgroup, usermanager.DefaultName+"-") {
+		t.Errorf("Cgroup = %q, want prefix %s-", m.Cgroup, usermanager.DefaultName)
 	}
 	if !slices.Contains(m.Env, "DBUS_SESSION_BUS_ADDRESS="+m.BusAddress) {
 		t.Errorf("Env %q lacks the bus address %s", m.Env, m.BusAddress)
@@ -83,7 +86,7 @@ func TestStart_ownDir(t *testing.T) {
 	}
 	var journal string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		m.SyncJournal(t.Context())
+		_ = m.SyncJournal(t.Context()) // best effort: the loop polls until the line is there
 		out, _ := exec.Command("journalctl", "-D", m.JournalDir, "--user-unit", "hello.service", "-o", "cat", "--no-pager", "-q").Output()
 		if journal = string(out); strings.Contains(journal, "hello from the unit") {
 			break
@@ -106,7 +109,7 @@ func TestStart_ownDir(t *testing.T) {
 			t.Errorf("process %v still running after Stop", p)
 		}
 	}
-	for _, d := range []string{m.RuntimeDir, m.dir} {
+	for _, d := range []string{m.RuntimeDir, usermanager.Dir(m)} {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s after Stop: %v, want removed", d, err)
 		}
@@ -123,7 +126,7 @@ func TestStart_ownDir(t *testing.T) {
 func TestStart_givenDir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	m := start(t, Options{Dir: dir, Name: "pushdeploy-usermanager-test"})
+	m := start(t, usermanager.Options{Dir: dir, Name: "pushdeploy-usermanager-test"})
 	if !strings.HasPrefix(m.UnitDir, dir+"/") || !strings.HasPrefix(m.JournalDir, dir+"/") {
 		t.Errorf("UnitDir %s, JournalDir %s: want both under %s", m.UnitDir, m.JournalDir, dir)
 	}
