@@ -154,7 +154,7 @@ func (e *Engine) Restart(ctx context.Context, p *Plan) error {
 		return &HaltedError{Cause: err, Why: "restart halted, later batches not restarted"}
 	}
 	ctx = context.WithoutCancel(ctx)
-	p.Log.Warn().Str("cause", err.Error()).Msg("restart failed, putting the previous state back")
+	p.Log.Warn().Msg("restart failed, putting the previous state back")
 	var errs []error
 	if perr := p.PutBack(ctx); perr != nil {
 		return errors.Join(err, fmt.Errorf("put back: %w", perr))
@@ -239,7 +239,7 @@ func (e *Engine) roll(ctx context.Context, p *Plan) (done [][]string, failed []s
 // started or restarted, the failed one last.
 func (e *Engine) revert(ctx context.Context, p *Plan, prev, next *Installed, done [][]string, cause error) (*Installed, error) {
 	ctx = context.WithoutCancel(ctx)
-	p.Log.Warn().Str("cause", cause.Error()).Msg("deploy failed, putting previous units back")
+	p.Log.Warn().Msg("deploy failed, putting previous units back")
 	var errs []error
 	if p.PutBack != nil {
 		if err := p.PutBack(ctx); err != nil {
@@ -344,7 +344,7 @@ func halt(p *Plan, prev, next *Installed, done [][]string, cause error) (*Instal
 	for _, b := range done {
 		moved = append(moved, b...)
 	}
-	p.Log.Warn().Str("cause", cause.Error()).Strs("instances", moved).Msg("deploy failed, rollout halted without revert")
+	p.Log.Warn().Strs("instances", moved).Msg("deploy failed, rollout halted without revert")
 	cur := next.clone()
 	for _, u := range prev.Instances {
 		if !slices.Contains(cur.Instances, u) {

@@ -382,8 +382,8 @@ run "$bin" env set "$app/production" db_url=mysql://db.internal/app
 after_id "$before"
 expect_deploy failed
 id=$("$bin" history "$app" --config "$work/agent.yaml" --json -n 1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p')
-printf '    $ %s\n' "pushdeploy history $app $id | sed -n 's/^error *//p' | fold -s -w 100"
-"$bin" history "$app" "$id" --config "$work/agent.yaml" 2>&1 | sed -n 's/^error *//p' | grep -v '^ *$' | fold -s -w 100 | sed 's/^/    /'
+printf '    $ %s\n' "pushdeploy history $app $id | sed -n '/^error/,/^\$/{s/^error *//;p;}' | fold -s -w 100"
+"$bin" history "$app" "$id" --config "$work/agent.yaml" 2>&1 | sed -n '/^error/,/^$/{s/^error *//;p;}' | grep -v '^ *$' | fold -s -w 100 | sed 's/^/    /'
 say "instance 1 was unhealthy on it: the previous environment file came back, instance 1"
 say "restarted on it and checked healthy; instance 2 was never touched. Both still answer:"
 answers
