@@ -149,6 +149,20 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func
 			return env.fail(err)
 		}
 	}
+	if err := a.goLive(ctx, d, rel, env, set, log); err != nil {
+		return err
+	}
+	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
+	if _, err := a.gc(ap, cache, log); err != nil {
+		log.Warn().Err(err).Msg("release gc")
+	}
+	return nil
+}
+
+// goLive rolls rel's services out (a deploy's or a rollback's), then makes rel current and
+// marks it good, and caches the configuration it went live with. On failure the previous
+// environment file is back for the release that keeps running.
+func (a *Agent) goLive(ctx context.Context, d *state.Deploy, rel release.Release, env *preparedEnv, set func(state.Status), log zerolog.Logger) error {
 	set(state.StatusStarting)
 	if err := a.startServices(ctx, d, rel, env.putBack, log); err != nil {
 		return env.fail(err)
@@ -161,10 +175,6 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func
 	}
 	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
 	env.succeeded(log)
-	// Retention is housekeeping: a failure is logged, it does not fail a deploy that is live.
-	if _, err := a.gc(ap, cache, log); err != nil {
-		log.Warn().Err(err).Msg("release gc")
-	}
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/syncbuf"
 	"github.com/pushdeploy/pushdeploy/state"
 )
 
@@ -118,33 +118,15 @@ func (f *fakeDeployments) waitStates(id int64, n int) []map[string]any {
 	return nil
 }
 
-// syncBuffer is a log sink the reporter goroutine and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // newGitHubFixture runs an agent reporting app web to the fake, with tiny backoffs; its
 // reporter logs go to the returned buffer.
-func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*config.Config)) (*fixture, *syncBuffer) {
+func newGitHubFixture(t *testing.T, srv *httptest.Server, edit func(*config.Config)) (*fixture, *syncbuf.Buffer) {
 	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "gh.token")
 	if err := os.WriteFile(tokenFile, []byte(ghTestToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	f := newTunedFixture(t, func(c *config.Config) {
 		c.Apps["web"].GitHub = &config.GitHub{TokenFile: tokenFile, APIURL: srv.URL, PublicURL: "https://deploy.example.com/"}
 		if edit != nil {
@@ -340,7 +322,7 @@ func (c *countingAPI) CreateDeploymentStatus(context.Context, string, int64, hoo
 }
 
 func TestReporter_boundsAndDrops(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	r := newReporter(zerolog.New(logs), 1)
 	r.Backoff, r.MaxBackoff = time.Millisecond, 2*time.Millisecond
 	api := &countingAPI{}

@@ -17,15 +17,24 @@ import (
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
+// appCurrent is a configured app and its current release ("" before its first deploy).
+func (a *Agent) appCurrent(app string) (*app, string, error) {
+	ap, ok := a.apps[app]
+	if !ok {
+		return nil, "", fmt.Errorf("app %q: %w", app, state.ErrNotFound)
+	}
+	cur, err := a.store.Current(app)
+	if err != nil {
+		return nil, "", err
+	}
+	return ap, cur, nil
+}
+
 // Restart queues a rolling restart of app's current release (one service's instances
 // only, when service is set): no fetch, no new release, each batch health-checked as in a
 // deploy. It returns the queued record; the app's queue runs it.
 func (a *Agent) Restart(app, service string) (*state.Deploy, error) {
-	ap, ok := a.apps[app]
-	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
-	}
-	cur, err := a.store.Current(app)
+	ap, cur, err := a.appCurrent(app)
 	if err != nil {
 		return nil, err
 	}
@@ -52,11 +61,7 @@ func (a *Agent) Restart(app, service string) (*state.Deploy, error) {
 // release older than the current one. A release marked bad can be given explicitly; the
 // record's note says so.
 func (a *Agent) Rollback(app, sha string) (*state.Deploy, error) {
-	ap, ok := a.apps[app]
-	if !ok {
-		return nil, fmt.Errorf("app %q: %w", app, state.ErrNotFound)
-	}
-	cur, err := a.store.Current(app)
+	ap, cur, err := a.appCurrent(app)
 	if err != nil {
 		return nil, err
 	}
@@ -164,19 +169,7 @@ func (a *Agent) rollbackPipeline(ctx context.Context, ap *app, d *state.Deploy, 
 	if err != nil {
 		return err
 	}
-	set(state.StatusStarting)
-	if err := a.startServices(ctx, d, rels[i], env.putBack, log); err != nil {
-		return env.fail(err)
-	}
-	if _, err := a.store.Activate(d.App, d.SHA); err != nil {
-		return env.fail(err)
-	}
-	if err := a.store.SetMark(d.App, d.SHA, release.Good, ""); err != nil {
-		return err
-	}
-	log.Info().Str("previous", abbrev.SHA(d.Previous)).Msg("current switched")
-	env.succeeded(log)
-	return nil
+	return a.goLive(ctx, d, rels[i], env, set, log)
 }
 
 func sortedServices(spec *units.Spec) []string {

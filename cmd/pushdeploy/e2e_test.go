@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -10,12 +9,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
+	"github.com/pushdeploy/pushdeploy/internal/syncbuf"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
@@ -38,7 +37,7 @@ type e2e struct {
 	bare             *testenv.Bare
 	agent            *exec.Cmd
 	exited           chan struct{}
-	log              *bytes.Buffer
+	log              *syncbuf.Buffer
 	port             string
 }
 
@@ -71,9 +70,9 @@ var listenRE = regexp.MustCompile(`"listen":"127\.0\.0\.1:(\d+)"`)
 
 func (e *e2e) start() {
 	e.t.Helper()
-	e.log = new(bytes.Buffer)
+	e.log = new(syncbuf.Buffer)
 	e.agent = exec.Command(e.bin, "agent", "--config", e.config, "--log-format", "json")
-	e.agent.Stderr = &syncWriter{w: e.log}
+	e.agent.Stderr = e.log
 	if err := e.agent.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -97,7 +96,7 @@ func (e *e2e) start() {
 	e.t.Fatalf("agent did not start:\n%s", e.agentLog())
 }
 
-func (e *e2e) agentLog() string { return e.agent.Stderr.(*syncWriter).String() }
+func (e *e2e) agentLog() string { return e.log.String() }
 
 func (e *e2e) kill(sig syscall.Signal) {
 	if e.agent == nil || e.agent.Process == nil {
@@ -146,24 +145,6 @@ func (e *e2e) waitStatus(sha, status string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	e.t.Fatalf("deploy of %.12s never reached %s; agent log:\n%s", sha, status, e.agentLog())
-}
-
-// syncWriter lets the test read what the agent process writes while it runs.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
-}
-
-func (s *syncWriter) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.String()
 }
 
 // waitFor polls the history until the deploy of sha is final.

@@ -11,17 +11,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/pushdeploy/pushdeploy/internal/githttp"
 )
 
-// gitEnvVars are added to the environment of every git process started here:
-// the machine's and the user's git configuration are ignored, so tests behave
-// the same on every host, and git never prompts.
-var gitEnvVars = []string{
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=" + os.DevNull,
-	"GIT_TERMINAL_PROMPT=0",
-	"LC_ALL=C",
-}
+// gitEnvVars are added to the environment of every git process started here
+// (githttp.Env): the machine's and the user's git configuration are ignored, so tests
+// behave the same on every host, and git never prompts.
+var gitEnvVars = githttp.Env
 
 func gitEnv() []string {
 	return append(os.Environ(), gitEnvVars...)

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/http"
@@ -11,11 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/githttp"
+	"github.com/pushdeploy/pushdeploy/internal/syncbuf"
 )
 
 // FileURL returns the file:// URL of a local repository path.
@@ -60,7 +61,7 @@ type daemon struct {
 }
 
 func startDaemon(root string, port int) (*daemon, error) {
-	stderr := new(lockedBuffer)
+	stderr := new(syncbuf.Buffer)
 	cmd := exec.Command("git", "daemon", "--reuseaddr", "--export-all",
 		"--base-path="+root, "--listen=127.0.0.1", fmt.Sprintf("--port=%d", port),
 		"--informative-errors", root)
@@ -125,11 +126,7 @@ func GitHTTP(t testing.TB, root string) string {
 func GitHTTPCounting(t testing.TB, root string) (url string, sent func() int64) {
 	t.Helper()
 	var n atomic.Int64
-	url = serveGitHTTP(t, root, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(&countingWriter{ResponseWriter: w, n: &n}, r)
-		})
-	})
+	url = serveGitHTTP(t, root, func(h http.Handler) http.Handler { return githttp.Count(h, &n) })
 	return url, n.Load
 }
 
@@ -182,25 +179,6 @@ func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handle
 	return srv.URL + "/"
 }
 
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
-
-func (w *countingWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // testLogWriter sends a program's output to the test log, line by line, each line
 // after prefix.
 type testLogWriter struct {
@@ -215,22 +193,4 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -15,16 +15,14 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/githttp"
+	"github.com/pushdeploy/pushdeploy/internal/syncbuf"
 )
 
 // gitEnvVars keep the machine's and the user's git configuration out of every git process
 // the bench starts, so it measures the same thing everywhere, and stop git from prompting.
-var gitEnvVars = []string{
-	"GIT_CONFIG_NOSYSTEM=1",
-	"GIT_CONFIG_GLOBAL=" + os.DevNull,
-	"GIT_TERMINAL_PROMPT=0",
-	"LC_ALL=C",
-}
+var gitEnvVars = githttp.Env
 
 func gitEnv() []string { return append(os.Environ(), gitEnvVars...) }
 
@@ -49,7 +47,7 @@ type gitServer struct {
 	srv    *http.Server
 	sent   atomic.Int64
 	served sync.WaitGroup
-	stderr *lockedBuffer
+	stderr *syncbuf.Buffer
 }
 
 func startGitServer(root string) (*gitServer, error) {
@@ -61,7 +59,7 @@ func startGitServer(root string) (*gitServer, error) {
 	if _, err := os.Stat(backend); err != nil {
 		return nil, fmt.Errorf("git http-backend is not installed: %w", err)
 	}
-	s := &gitServer{stderr: new(lockedBuffer)}
+	s := &gitServer{stderr: new(syncbuf.Buffer)}
 	h := &cgi.Handler{
 		Path:   backend,
 		Dir:    root,
@@ -74,9 +72,7 @@ func startGitServer(root string) (*gitServer, error) {
 	}
 	s.URL = "http://" + ln.Addr().String() + "/"
 	s.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			h.ServeHTTP(&countingWriter{ResponseWriter: w, n: &s.sent}, r)
-		}),
+		Handler:           githttp.Count(h, &s.sent),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	s.served.Go(func() {
@@ -103,41 +99,4 @@ func (s *gitServer) Close() error {
 	}
 	s.served.Wait()
 	return err
-}
-
-type countingWriter struct {
-	http.ResponseWriter
-	n *atomic.Int64
-}
-
-func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.ResponseWriter.Write(p)
-	w.n.Add(int64(n))
-	return n, err
-}
-
-func (w *countingWriter) Flush() {
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-// lockedBuffer is a bytes.Buffer safe for concurrent writers and readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
