@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -56,27 +55,15 @@ func processStart(pid int) (uint64, error) {
 // journald, dbus-daemon, the manager and every unit's processes. After Stop there are
 // none.
 func (m *Manager) Processes() []Process {
+	roots := make([]string, len(m.tracked))
+	for i, h := range m.tracked {
+		roots[i] = filepath.Join(h, m.Cgroup)
+	}
 	var ps []Process
-	for _, h := range m.tracked {
-		filepath.WalkDir(filepath.Join(h, m.Cgroup), func(path string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
-				return nil
-			}
-			b, err := os.ReadFile(path)
-			if err != nil {
-				return nil
-			}
-			for f := range strings.FieldsSeq(string(b)) {
-				pid, err := strconv.Atoi(f)
-				if err != nil {
-					continue
-				}
-				if p, err := FindProcess(pid); err == nil && !slices.Contains(ps, p) {
-					ps = append(ps, p)
-				}
-			}
-			return nil
-		})
+	for _, pid := range CgroupPIDs(roots) {
+		if p, err := FindProcess(pid); err == nil {
+			ps = append(ps, p)
+		}
 	}
 	return ps
 }
@@ -113,22 +100,7 @@ func (m *Manager) removeCgroups() error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, root := range roots {
-		var dirs []string
-		filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				dirs = append(dirs, path)
-			}
-			return nil
-		})
-		for _, d := range slices.Backward(dirs) {
-			if err := os.Remove(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove cgroup: %w", err))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return RemoveCgroupTrees(roots)
 }
 
 type cgroupMount struct {
