@@ -30,8 +30,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pushdeploy/pushdeploy/internal/usermanager"
 	"github.com/pushdeploy/pushdeploy/internal/syncbuf"
+	"github.com/pushdeploy/pushdeploy/internal/usermanager"
 )
 
 // Where a lab keeps things on the machine, unless LabOptions say otherwise. Neither is
