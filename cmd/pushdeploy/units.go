@@ -85,6 +85,16 @@ func printUnits(w io.Writer, spec *units.Spec, files []units.File) error {
 			return err
 		}
 	}
+	for _, note := range spec.Notes {
+		if _, err := fmt.Fprintf(w, "# %s\n", note); err != nil {
+			return err
+		}
+	}
+	if len(spec.Notes) > 0 {
+		if _, err := fmt.Fprintln(w); err != nil {
+			return err
+		}
+	}
 	for i, f := range files {
 		sep := "\n"
 		if i == len(files)-1 {
