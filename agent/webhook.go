@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -33,7 +34,23 @@ func (a *Agent) webHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, answer{Status: "error", Error: "no such endpoint: webhooks go to POST /webhook/{app}"})
 	})
-	return mux
+	return cleanPaths(mux)
+}
+
+// cleanPaths refuses a path that is not clean (`//webhook/app`, `/webhook/./app`,
+// `/webhook/app/..`) with a 400 that says so. http.ServeMux would answer those with a
+// redirect to the clean path and no JSON, and a webhook sender does not follow redirects:
+// every answer of this listener is a status that means what it says, with a reason.
+func cleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p {
+			writeJSON(w, http.StatusBadRequest, answer{Status: "error",
+				Error: fmt.Sprintf("path %q: not a clean path; webhooks go to POST /webhook/{app}", p)})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *Agent) handleWebhook(w http.ResponseWriter, r *http.Request) {
