@@ -123,12 +123,20 @@ func (a *Agent) Open() (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
+	if a.cfg.TLS != nil {
+		ln, err := serveTLS(a.webLn, a.cfg.TLS, a.log)
+		if err != nil {
+			return err // Close closes the plain listener
+		}
+		a.webLn = ln
+	}
 	a.adminLn, err = admin.Listen(a.cfg.AdminSocket)
 	if err != nil {
 		return err
 	}
 	a.web = &http.Server{
 		Handler:           a.webHandler(),
+		ErrorLog:          httpErrorLog(a.log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net/http"
 	"path"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/state"
@@ -174,4 +176,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// httpErrorLog sends what net/http logs about connections (TLS handshakes that fail, a
+// client that sends HTTP to the HTTPS listener) to the agent's log at debug level: the
+// internet's scanners would otherwise fill the journal, unprioritised, on stderr.
+func httpErrorLog(log zerolog.Logger) *stdlog.Logger {
+	return stdlog.New(httpLogWriter{log.With().Str("component", "http").Logger()}, "", 0)
+}
+
+type httpLogWriter struct{ log zerolog.Logger }
+
+func (w httpLogWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -30,6 +30,7 @@ const (
 // Config is the agent's configuration file.
 type Config struct {
 	Listen       string          `yaml:"listen"`
+	TLS          *TLS            `yaml:"tls"`
 	DataDir      string          `yaml:"data_dir"`
 	Host         string          `yaml:"host"`
 	Environments []string        `yaml:"environments"`
@@ -38,6 +39,13 @@ type Config struct {
 	Systemd      Systemd         `yaml:"systemd"`
 	Etcd         *Etcd           `yaml:"etcd"`
 	Apps         map[string]*App `yaml:"apps"`
+}
+
+// TLS makes the webhook listener serve HTTPS with a certificate and key in PEM files. The
+// agent reads them again when they change (a renewal needs no restart).
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // the certificate chain, leaf first
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Systemd says which systemd manager runs the apps' services.

@@ -29,6 +29,14 @@ func (c *Config) validate() error {
 	if !strings.Contains(c.Listen, ":") {
 		bad("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.TLS != nil {
+		if !filepath.IsAbs(c.TLS.CertFile) {
+			bad("tls.cert_file", "must be an absolute path, got %q", c.TLS.CertFile)
+		}
+		if !filepath.IsAbs(c.TLS.KeyFile) {
+			bad("tls.key_file", "must be an absolute path, got %q", c.TLS.KeyFile)
+		}
+	}
 	if !filepath.IsAbs(c.DataDir) {
 		bad("data_dir", "must be an absolute path, got %q", c.DataDir)
 	}
