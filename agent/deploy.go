@@ -30,6 +30,7 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	d.Started = time.Now().UTC()
 	set := func(s state.Status) {
 		d.Status = s
+		a.progress(ap, d)
 		if err := a.state.Save(d); err != nil {
 			log.Error().Err(err).Msg("record deploy status")
 		}

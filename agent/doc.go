@@ -11,7 +11,10 @@
 //   - units, restart: service.json, the units, their rollout and health checks;
 //   - renv: the apps' configuration documents in etcd;
 //   - hooks: webhook deliveries and GitHub's API;
-//   - internal/datadir: every path under data_dir.
+//   - internal/datadir: every path under data_dir;
+//   - internal/sdnotify: telling systemd it is ready, what it does (STATUS=, from the
+//     queues) and that it stops, and pinging the watchdog while its own liveness checks
+//     (livenessChecks: listeners, state, queue workers) pass.
 //
 // Local answers the CLI's questions from the data directory while the agent is down; the
 // running agent answers the same ones through the admin API. Imports flow one way: the CLI

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -48,9 +49,19 @@ func liveAgent(ctx context.Context, configPath, what string) (*admin.Client, err
 	}
 	c := admin.NewClient(cfg.AdminSocket)
 	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, admin.ErrAgentDown) {
-		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: systemctl start pushdeploy, or pushdeploy agent)", what, cfg.AdminSocket)
+		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: %s)", what, cfg.AdminSocket, startHint(configPath))
 	}
 	return c, nil
+}
+
+// startHint says how to start the agent that reads configPath: the packaged service,
+// pushdeploy.service, reads the default configuration; another file needs an agent of its
+// own.
+func startHint(configPath string) string {
+	if configPath == config.DefaultPath {
+		return "systemctl start pushdeploy, where the .deb is installed; or pushdeploy agent"
+	}
+	return "pushdeploy agent --config " + configPath
 }
 
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
