@@ -11,6 +11,10 @@
 //   - units, restart: service.json, the units, their rollout and health checks;
 //   - renv: the apps' configuration documents in etcd;
 //   - hooks: webhook deliveries and GitHub's API;
+//   - ui: the status page on its own listener, which serves the agent's uiBackend;
+//   - notify: notifications of deploys to Slack-compatible and signed JSON webhooks;
+//   - internal/logtail: following a deploy's log while it is written (the status page's
+//     live log, `pushdeploy logs -f`);
 //   - internal/datadir: every path under data_dir.
 //
 // Local answers the CLI's questions from the data directory while the agent is down; the
