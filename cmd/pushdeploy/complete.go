@@ -24,9 +24,13 @@ func polishTree(cmd *cobra.Command) {
 				if len(names) > 0 {
 					takes = strings.Join(strings.Fields(c.Use)[1:], " ")
 				}
-				got := "none"
-				if len(args) > 0 {
-					got = fmt.Sprintf("%d (%s)", len(args), strings.Join(args, " "))
+				got := "no arguments"
+				switch len(args) {
+				case 0:
+				case 1:
+					got = "1 argument (" + args[0] + ")"
+				default:
+					got = fmt.Sprintf("%d arguments (%s)", len(args), strings.Join(args, " "))
 				}
 				name := strings.TrimPrefix(c.CommandPath(), c.Root().Name()+" ")
 				return fmt.Errorf("%s takes %s; got %s; see %s --help", name, takes, got, c.CommandPath())

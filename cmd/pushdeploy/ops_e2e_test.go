@@ -94,7 +94,7 @@ func TestE2E_logsDeployComplete(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.cli("releases", "gc", "web", "--json")), &gc); err != nil {
 		t.Errorf("releases gc --json: %v", err)
 	}
-	if got := e.cliFails("logs"); !strings.Contains(got, "logs takes APP [DEPLOY_ID]; got none") {
+	if got := e.cliFails("logs"); !strings.Contains(got, "logs takes APP [DEPLOY_ID]; got no arguments") {
 		t.Errorf("logs without an app: %s", got)
 	}
 }
