@@ -60,6 +60,7 @@ type Agent struct {
 	ids     state.IDs
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
+	view    *view       // the status page, log followers, notifications
 
 	sdMu sync.Mutex
 	sd   *systemd.Manager // opened by the first operation that starts services
@@ -84,6 +85,8 @@ func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 		apps:          make(map[string]*app, len(cfg.Apps)),
 		metrics:       newMetrics(),
 	}
+	a.metrics.ops = newOpsMetrics(a.metrics.reg, a)
+	a.view = newView(a, level)
 	for name, ac := range cfg.Apps {
 		ap := newApp(ac)
 		if g := ac.GitHub; g != nil {
@@ -162,7 +165,10 @@ func (a *Agent) Open() (err error) {
 	}
 	answers := &Local{cfg: a.cfg, state: a.state, store: a.store, live: true, gc: a.GC}
 	a.admin = &http.Server{Handler: admin.Handler(adminBackend{Local: answers, a: a}), ReadHeaderTimeout: 10 * time.Second}
-	return nil
+	if err := a.loadLastSuccess(); err != nil {
+		return err
+	}
+	return a.openView()
 }
 
 // Addr is the webhook listener's address, once Open has bound it.
@@ -232,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		close(reportsDone)
 	}
+	a.startView()
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
 		workers.Go(func() { a.work(stop, deployCtx, ap) })
@@ -277,6 +284,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.sup.Stopping()
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.stopPages(shutdownCtx)
 	a.web.Shutdown(shutdownCtx)
 	a.admin.Shutdown(shutdownCtx)
 	cancel()
@@ -305,6 +313,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	stopSup()
 	sup.Wait()
+	a.stopNotifications()
 	a.log.Info().Msg("agent stopped")
 	return err
 }
@@ -316,6 +325,9 @@ func (a *Agent) close() {
 	if a.adminLn != nil {
 		a.adminLn.Close()
 		os.Remove(a.cfg.AdminSocket)
+	}
+	if a.view.uiLn != nil {
+		a.view.uiLn.Close()
 	}
 	if a.state != nil {
 		a.state.Close()

@@ -82,6 +82,7 @@ func (a *Agent) supersede(old, d *state.Deploy) *state.Deploy {
 		a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
 	}
 	a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
+	a.view.logs.Notify(old.ID) // its followers learn that it is final
 	a.metrics.deploys.WithLabelValues(old.App, string(state.StatusSuperseded)).Inc()
 	return old
 }

@@ -38,6 +38,8 @@ type Config struct {
 	HistoryLimit int             `yaml:"history_limit"`
 	Systemd      Systemd         `yaml:"systemd"`
 	Etcd         *Etcd           `yaml:"etcd"`
+	UI           *UI             `yaml:"ui"`     // the status page; none without the section
+	Notify       []*Notify       `yaml:"notify"` // notification targets for every app's deploys
 	Apps         map[string]*App `yaml:"apps"`
 }
 
@@ -81,6 +83,7 @@ type App struct {
 	HAProxy        *HAProxy      `yaml:"haproxy"`
 	GitHub         *GitHub       `yaml:"github"`
 	Config         *AppEnv       `yaml:"config"`
+	Notify         []*Notify     `yaml:"notify"` // this app's notification targets, besides the global ones
 
 	name   string
 	secret []byte
@@ -152,7 +155,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse: %w", pathErrors(data, err))
 	}
 	if err := cfg.Complete(env); err != nil {
 		return nil, err
@@ -224,6 +227,7 @@ func (c *Config) setDefaults(env Env) {
 		}
 	}
 	c.setEtcdDefaults()
+	c.setUIDefaults()
 }
 
 // Layout is the data directory's layout: where under data_dir each thing lives.

@@ -91,13 +91,5 @@ func follow(ctx context.Context, w io.Writer, c *admin.Client, d *state.Deploy, 
 			last = d.Status
 		}
 	}
-	switch d.Status {
-	case state.StatusSucceeded:
-		fmt.Fprintf(w, "%s succeeded in %s; history: pushdeploy history %s %s\n", d.Kind,
-			d.Finished.Sub(d.Started).Round(time.Millisecond), d.App, d.ID)
-		return nil
-	case state.StatusFailed:
-		return fmt.Errorf("%s %s failed (pushdeploy history %s %s): %s", d.Kind, d.ID, d.App, d.ID, d.Error)
-	}
-	return fmt.Errorf("%s %s did not run: %s: %s", d.Kind, d.ID, d.Status, d.Note)
+	return outcome(w, d)
 }

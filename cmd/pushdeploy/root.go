@@ -29,7 +29,9 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
-		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd())
+		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd(),
+		newLogsCmd(), newDeployCmd())
+	polishTree(root)
 	return root
 }
 
@@ -78,6 +80,7 @@ type backend interface {
 	History(ctx context.Context, app string, limit int) ([]state.Deploy, error)
 	Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error)
 	GC(ctx context.Context, app string) (release.GCResult, error)
+	Follow(ctx context.Context, app, id string, from int64, emit func(line []byte, next int64) error) (*state.Deploy, error)
 }
 
 // connect loads the config and returns the running agent if it answers, else the data
