@@ -27,7 +27,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
-		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd())
+		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd(), newConfigCmd())
 	return root
 }
 
@@ -44,8 +44,18 @@ func loadConfig(path string) (*config.Config, error) {
 			env.ConfigHome = filepath.Join(home, ".config")
 		}
 	}
-	return config.Load(path, env)
+	cfg, err := config.Load(path, env)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return cfg, nil
 }
+
+// configError is an error in the configuration file (missing, unreadable or invalid):
+// main exits with exitConfig for it.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
 
 // logOutput picks JSON for machines and a readable console format on a terminal.
 func logOutput(format string, w *os.File) (io.Writer, error) {
