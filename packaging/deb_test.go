@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
@@ -102,7 +103,7 @@ func TestDeb(t *testing.T) {
 		checkSandbox(t, h)
 		checkMetrics(t, lab, h)
 		if d := deploy(t, lab, h, sha); d.Status != state.StatusSucceeded {
-			t.Fatalf("deploy %s: %s: %s\nlog:\n%s", d.ID, d.Status, d.Error, deployLog(t, h, d.ID))
+			t.Fatalf("deploy %s: %s: %s\nlog:\n%s", d.ID, d.Status, d.Error, deployLog(t, h, "demo", d.ID))
 		}
 		uid := regexp.MustCompile(`(?m)^Uid:\t(\d+)`).FindStringSubmatch(run(t, h, "cat", "/proc/"+prop(t, h, appUnit, "MainPID")+"/status"))
 		if n, _ := strconv.Atoi(uid[1]); n < 61184 || n > 65519 {
@@ -298,27 +299,41 @@ func checkSandbox(t *testing.T, h *testenv.Host) {
 }
 
 // deploy pushes sha to the agent as GitHub would and returns the deploy once it
-// finished, read through the admin socket (`pushdeploy history`).
+// finished.
 func deploy(t *testing.T, lab *testenv.Lab, h *testenv.Host, sha string) state.Deploy {
 	t.Helper()
-	payload, err := hooks.PushPayload(hooks.PushInput{Repo: "acme/demo", Ref: "refs/heads/deploy-production",
+	url := fmt.Sprintf("http://%s:5757/webhook/demo", h.IP())
+	return waitDeploy(t, h, "demo", sendPush(t, lab.HTTPClient(), url, []byte(secret), "acme/demo", sha), sha)
+}
+
+// sendPush delivers a signed push webhook of sha on deploy-production of repo to url,
+// retrying while the agent does not answer, and returns the id of the deploy it queued.
+func sendPush(t *testing.T, client *http.Client, url string, key []byte, repo, sha string) string {
+	t.Helper()
+	payload, err := hooks.PushPayload(hooks.PushInput{Repo: repo, Ref: "refs/heads/deploy-production",
 		Before: strings.Repeat("0", 40), After: sha, Pusher: "lab"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := fmt.Sprintf("http://%s:5757/webhook/demo", h.IP())
 	var ans *hooks.Answer
 	waitFor(t, 10*time.Second, "answer from the agent at "+url, func() bool {
-		ans, err = hooks.Send(t.Context(), lab.HTTPClient(), url, []byte(secret), "push", payload)
+		ans, err = hooks.Send(t.Context(), client, url, key, "push", payload)
 		return err == nil
 	})
 	if ans.Status != "queued" || ans.Deploy == "" {
 		t.Fatalf("webhook answer: %+v, want queued with a deploy id", ans)
 	}
+	return ans.Deploy
+}
+
+// waitDeploy returns the app's deploy id once it finished, read through the admin
+// socket (`pushdeploy history`).
+func waitDeploy(t *testing.T, h *testenv.Host, app, id, sha string) state.Deploy {
+	t.Helper()
 	start := time.Now()
 	var d state.Deploy
 	waitFor(t, 60*time.Second, "finished deploy", func() bool {
-		out, ok := try(t, h, "pushdeploy", "history", "demo", ans.Deploy, "--json")
+		out, ok := try(t, h, "pushdeploy", "history", app, id, "--json")
 		var got struct{ Deploy state.Deploy }
 		if ok && json.Unmarshal([]byte(out), &got) == nil {
 			d = got.Deploy
@@ -330,13 +345,12 @@ func deploy(t *testing.T, lab *testenv.Lab, h *testenv.Host, sha string) state.D
 }
 
 // deployLog returns a deploy's log and the last lines of the agent's and the app's journal.
-func deployLog(t *testing.T, h *testenv.Host, id string) string {
+func deployLog(t *testing.T, h *testenv.Host, app, id string) string {
 	t.Helper()
 	var got struct{ Log string }
-	out, _ := try(t, h, "pushdeploy", "history", "demo", id, "--json")
+	out, _ := try(t, h, "pushdeploy", "history", app, id, "--json")
 	json.Unmarshal([]byte(out), &got)
-	journal, _ := try(t, h, "journalctl", "--no-pager", "-n", "40", "-u", agentUnit, "-u", appUnit)
-	return got.Log + "\njournal:\n" + journal
+	return got.Log + "\njournal:\n" + journal(h, agentUnit, "pushdeploy-"+app+"-web@1.service")
 }
 
 // checkMetrics checks the agent's /metrics answers whole from inside the sandbox: its

@@ -23,10 +23,13 @@ import (
 const LabSuite = "bookworm"
 
 // LabBasePackages are what debootstrap adds to minbase for every lab host: systemd as
-// PID 1 (systemd, systemd-sysv), the system bus systemctl and DynamicUser= need (dbus), and
-// python3 (ansible's modules and the tests' network probes). A .deb meant for a minimal
-// host may depend only on what minbase and these hold; LabOptions.Packages adds more.
-var LabBasePackages = []string{"systemd", "systemd-sysv", "dbus", "python3"}
+// PID 1 (systemd, systemd-sysv), the system bus systemctl and DynamicUser= need (dbus),
+// python3 (ansible's modules and the tests' network probes), and the tools the README's
+// "Install on a host" has the operator run (openssl: secret and certificate;
+// openssh-client: ssh-keygen, ssh-keyscan). They are in one list so that one cached rootfs
+// serves every lab test. A .deb meant for a minimal host may depend only on what minbase,
+// systemd and dbus hold; LabOptions.Packages adds more.
+var LabBasePackages = []string{"systemd", "systemd-sysv", "dbus", "python3", "openssl", "openssh-client"}
 
 // rootfsRecipe names what buildRootfs does after debootstrap; change it when that changes,
 // so every cache built the old way is rebuilt.
