@@ -68,12 +68,13 @@ func rss(t *testing.T, h *testenv.Host) string {
 // sampleRSS samples the agent's VmRSS every 200 ms into peak (the highest) until stop is
 // called.
 func sampleRSS(t *testing.T, h *testenv.Host, peak *string) (stop func()) {
+	t.Helper()
+	pid := prop(t, h, agentUnit, "MainPID")
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() {
+	go func() { // waited for by stop
 		defer wg.Done()
-		pid := strings.TrimSpace(prop(t, h, agentUnit, "MainPID"))
 		best := 0
 		for {
 			out, _ := h.Run(t.Context(), "cat", "/proc/"+pid+"/status")
@@ -153,8 +154,8 @@ func checkReboot(t *testing.T, h *testenv.Host) {
 // without stopping anything once the first batch started (`systemctl poweroff -ff`:
 // every process is killed, as by a power cut), boots it, and checks the agent resumed the
 // deploy and ended it succeeded or reverted, with the host consistent.
-func checkCrashMidRollout(t *testing.T, h *testenv.Host, deliver func(string) string, sha string) {
-	id := deliver(sha)
+func checkCrashMidRollout(t *testing.T, h *testenv.Host, deliver func(*testing.T, string) string, sha string) {
+	id := deliver(t, sha)
 	waitFor(t, 30*time.Second, "first batch of the slow deploy", func() bool {
 		s := prop(t, h, agentUnit, "StatusText")
 		return strings.Contains(s, sha[:12]) && strings.Contains(s, "batch 1 of 2")

@@ -76,13 +76,13 @@ func TestInstallOnAHost(t *testing.T) {
 	checkInstances(t, h, "1")
 
 	deliver := webhookSender(t, lab, h)
-	push := func(sha string) state.Deploy { return waitDeploy(t, h, "web", deliver(sha), sha) }
+	push := func(t *testing.T, sha string) state.Deploy { return waitDeploy(t, h, "web", deliver(t, sha), sha) }
 	ok := t.Run("system scope", func(t *testing.T) {
 		rssIdle := rss(t, h)
 		v2 := demoRelease(t, repo, bare, "2", demoHealth)
 		var peak string
 		stop := sampleRSS(t, h, &peak)
-		d := push(v2)
+		d := push(t, v2)
 		stop()
 		t.Logf("figure: agent RSS idle %s; during a deploy, highest sampled %s (after it: %s)", rssIdle, peak, rss(t, h))
 		if d.Status != state.StatusSucceeded {
@@ -98,7 +98,7 @@ func TestInstallOnAHost(t *testing.T) {
 
 		// Healthy never: /health answers 503 with a DB_URL that is not postgres://.
 		v3 := demoRelease(t, repo, bare, "3", `"env": {"DB_URL": "mysql://db"}, `+demoSick)
-		d = push(v3)
+		d = push(t, v3)
 		if d.Status != state.StatusFailed {
 			t.Errorf("sick deploy %s: %s, want failed", d.ID, d.Status)
 		}
@@ -232,7 +232,7 @@ func fakeGitHub(t *testing.T, lab *testenv.Lab) (string, *atomic.Int64) {
 // webhookSender returns a function that delivers a push of sha to the host's agent over
 // its TLS listener, as GitHub would (trusting the certificate the README made, for
 // web-1.example.com), and returns the id of the deploy queued.
-func webhookSender(t *testing.T, lab *testenv.Lab, h *testenv.Host) func(sha string) string {
+func webhookSender(t *testing.T, lab *testenv.Lab, h *testenv.Host) func(t *testing.T, sha string) string {
 	t.Helper()
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM([]byte(run(t, h, "cat", "/etc/pushdeploy/tls/cert.pem"))) {
@@ -242,7 +242,7 @@ func webhookSender(t *testing.T, lab *testenv.Lab, h *testenv.Host) func(sha str
 	client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: "web-1.example.com"}
 	key := []byte(run(t, h, "cat", "/etc/pushdeploy/web.secret"))
 	url := fmt.Sprintf("https://%s:5757/webhook/web", h.IP())
-	return func(sha string) string {
+	return func(t *testing.T, sha string) string {
 		t.Helper()
 		return sendPush(t, client, url, key, "acme/web", sha)
 	}
