@@ -150,6 +150,18 @@ func GitHTTPToken(t testing.TB, root, token string) string {
 func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	needGit(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on 127.0.0.1: %v", err)
+	}
+	return serveGitHTTPOn(t, root, l, wrap)
+}
+
+// serveGitHTTPOn serves git http-backend for the repositories under root on l, until
+// t.Cleanup closes it, and returns its base URL.
+func serveGitHTTPOn(t testing.TB, root string, l net.Listener, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	needGit(t)
 	dir, err := execPath()
 	if err != nil {
 		t.Fatalf("git --exec-path: %v", err)
@@ -168,10 +180,6 @@ func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handle
 		Stderr: &testLogWriter{t: t, prefix: "git http-backend: "},
 	}
 	srv := httptest.NewUnstartedServer(wrap(h))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen on 127.0.0.1: %v", err)
-	}
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.Start()
