@@ -56,11 +56,6 @@ func TestInstallOnAHost(t *testing.T) {
 		if !ok {
 			t.Fatalf("README block %d failed:\n%s\n%s\njournal:\n%s", i+1, script, out, journal(h, agentUnit))
 		}
-		if strings.Contains(block, "systemctl restart pushdeploy") {
-			// TODO(sysscope): the agent creates apps/ and apps/<app>/ 0755 itself once
-			// branch sysscope is merged; until then a dynamic user cannot enter its release.
-			run(t, h, "install", "-d", "-m", "0755", "/var/lib/pushdeploy/apps", "/var/lib/pushdeploy/apps/web")
-		}
 		// The git server's side: the deploy key the host made may read the repository.
 		if pub, ok := try(t, h, "cat", "/etc/pushdeploy/web.deploy_key.pub"); ok && !authorized {
 			ssh.Authorize(t, pub)
