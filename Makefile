@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 BIN         := bin/pushdeploy
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build test test-unprivileged lint demo bench clean
+.PHONY: build test test-unprivileged fuzz lint demo bench clean
 
 # A static binary (no cgo: no libc to match on the host it is copied to).
 build:
@@ -20,8 +20,21 @@ lint:
 
 # -race needs cgo. scripts/testsum prints the packages, the failed tests' output and a closing
 # "tests: N passed, N failed, N skipped"; under CI=true a skipped test fails the run.
-test: lint test-unprivileged
+test: lint test-unprivileged fuzz
 	$(GO) run ./scripts/testsum $(GO) test -race -count=1 -timeout 12m -json ./...
+
+# Go's native fuzzer on what reads untrusted input: webhooks, service.json, agent.yaml, the
+# configuration store's documents and env files. Seeds include ../shared/corpus; a crasher
+# lands in the package's testdata/fuzz and, committed, runs with every `go test`.
+FUZZTIME     ?= 20s
+FUZZ_TARGETS := hooks:FuzzRead hooks:FuzzParsePush renv:FuzzFlatten renv:FuzzRenderEnv units:FuzzParse config:FuzzParse
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; fn=$${t##*:}; \
+	  out=$$($(GO) test -run '^$$' -fuzz="^$$fn\$$" -fuzztime=$(FUZZTIME) ./$$pkg 2>&1) || { echo "$$out"; exit 1; }; \
+	  n=$$(echo "$$out" | sed -n 's/.*execs: \([0-9]*\) .*/\1/p' | tail -1); \
+	  echo "fuzz $$pkg.$$fn: $${n:-0} executions past the seeds in $(FUZZTIME), no failure"; \
+	done
 
 # The rollout engine's table tests (a fake service manager) need no privilege: run as root,
 # they run again as nobody, so nothing in them can come to depend on root.

@@ -23,6 +23,22 @@ type fakeBackend struct {
 	gc       func(app string) (release.GCResult, error)
 	restart  func(app, service string) (*state.Deploy, error)
 	rollback func(app, sha string) (*state.Deploy, error)
+	follow   func(app, id string, from int64, emit func([]byte, int64) error) (*state.Deploy, error)
+	deployB  func(app string, r admin.DeployRequest) (*state.Deploy, error)
+}
+
+func (f *fakeBackend) Follow(_ context.Context, app, id string, from int64, emit func([]byte, int64) error) (*state.Deploy, error) {
+	if f.follow == nil {
+		return nil, errNotImplemented
+	}
+	return f.follow(app, id, from, emit)
+}
+
+func (f *fakeBackend) DeployBranch(_ context.Context, app string, r admin.DeployRequest) (*state.Deploy, error) {
+	if f.deployB == nil {
+		return nil, errNotImplemented
+	}
+	return f.deployB(app, r)
 }
 
 var errNotImplemented = errors.New("not implemented")
@@ -187,5 +203,50 @@ func TestListen(t *testing.T) {
 			ln.Close()
 		}
 		t.Errorf("second Listen on a live socket: got %v, want another agent is running", err)
+	}
+}
+
+func TestClient_deployAndFollow(t *testing.T) {
+	lines := []string{`{"message":"deploy status","status":"fetching"}`, `not json`, `{"message":"deploy succeeded"}`}
+	b := &fakeBackend{
+		deployB: func(app string, r admin.DeployRequest) (*state.Deploy, error) {
+			if r.Env == "staging" {
+				return nil, fmt.Errorf("host deploys production, not staging: %w", admin.ErrInvalid)
+			}
+			return &state.Deploy{ID: "m1", App: app, SHA: r.SHA, Pusher: r.User, Trigger: state.TriggerManual}, nil
+		},
+		follow: func(app, id string, from int64, emit func([]byte, int64) error) (*state.Deploy, error) {
+			if id == "nope" {
+				return nil, fmt.Errorf("deploy nope: %w", state.ErrNotFound)
+			}
+			for i, l := range lines[from:] {
+				if err := emit([]byte(l), from+int64(i)+1); err != nil {
+					return nil, err
+				}
+			}
+			return &state.Deploy{ID: id, App: app, Status: state.StatusSucceeded}, nil
+		},
+	}
+	c, _ := serve(t, b)
+	ctx := t.Context()
+	d, err := c.DeployBranch(ctx, "web", admin.DeployRequest{SHA: "abc", User: "ops"})
+	if err != nil || d.ID != "m1" || d.SHA != "abc" || d.Pusher != "ops" {
+		t.Errorf("DeployBranch: got %+v, %v", d, err)
+	}
+	if _, err := c.DeployBranch(ctx, "web", admin.DeployRequest{Env: "staging"}); !errors.Is(err, admin.ErrInvalid) || !strings.Contains(err.Error(), "not staging") {
+		t.Errorf("DeployBranch to another environment: got %v, want ErrInvalid", err)
+	}
+	var got []string
+	var nexts []int64
+	final, err := c.Follow(ctx, "web", "d1", 0, func(line []byte, next int64) error {
+		got = append(got, string(line))
+		nexts = append(nexts, next)
+		return nil
+	})
+	if err != nil || final.Status != state.StatusSucceeded || len(got) != 3 || got[0] != lines[0] || got[1] != `{"message":"not json"}` || nexts[2] != 3 {
+		t.Errorf("Follow: got %q at %v, %+v, %v", got, nexts, final, err)
+	}
+	if _, err := c.Follow(ctx, "web", "nope", 0, func([]byte, int64) error { return nil }); !errors.Is(err, state.ErrNotFound) {
+		t.Errorf("Follow of an unknown deploy: got %v, want ErrNotFound", err)
 	}
 }

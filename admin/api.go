@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -28,7 +29,35 @@ type Backend interface {
 	// Rollback queues a rollback of app to sha (a prefix), or to the previous good release
 	// when sha is empty, and returns the queued record.
 	Rollback(ctx context.Context, app, sha string) (*state.Deploy, error)
+	// Follow emits one deploy's log lines (JSON, without their newline) from byte offset
+	// from on, as they are written, until the deploy is final and its log complete, then
+	// returns the final record.
+	Follow(ctx context.Context, app, id string, from int64, emit func(line []byte, next int64) error) (*state.Deploy, error)
+	// DeployBranch queues a deploy of the tip of app's branch (for req.Env), or of req.SHA
+	// when it is that tip, through the app's queue and stale check as a push would, and
+	// returns the queued record.
+	DeployBranch(ctx context.Context, app string, req DeployRequest) (*state.Deploy, error)
 }
+
+// DeployRequest is what `pushdeploy deploy` asks for.
+type DeployRequest struct {
+	Env  string `json:"env,omitempty"`  // the environment whose branch to deploy; "" is the host's only one
+	SHA  string `json:"sha,omitempty"`  // the commit expected at the branch's tip (a prefix will do); "" is whatever is there
+	User string `json:"user,omitempty"` // who asked, for the record
+}
+
+// LogEntry is one item of the stream of GET /v1/apps/{app}/deploys/{id}/log?follow=1
+// (JSON lines): a log line with the offset after it, then, last, the final record.
+type LogEntry struct {
+	Line   json.RawMessage `json:"line,omitempty"`
+	Next   int64           `json:"next,omitempty"`
+	Deploy *state.Deploy   `json:"deploy,omitempty"`
+	Error  string          `json:"error,omitempty"` // the stream broke off: why
+}
+
+// ErrInvalid is a request that cannot be carried out as asked (a deploy for an environment
+// this host does not deploy…). The API answers it with 400 Bad Request.
+var ErrInvalid = errors.New("invalid request")
 
 // ErrNothingToDo is a restart or rollback that cannot apply: no current release, no
 // services, or a rollback to the release that is already current. The API answers it with

@@ -5,6 +5,8 @@
 //
 // It knows nothing of the daemon: the agent passes a Backend, which declares the one
 // method per endpoint the API needs, and errors decide the answer's code (ErrNothingToDo is
-// 409, state.ErrNotFound 404). A Client reports ErrAgentDown when nothing answers on the
-// socket; the CLI then reads the data directory itself.
+// 409, ErrInvalid 400, state.ErrNotFound 404). A deploy's log is streamed as JSON lines
+// (LogEntry) while it is written, ending with the final record. A Client reports
+// ErrAgentDown when nothing answers on the socket; the CLI then reads the data directory
+// itself.
 package admin

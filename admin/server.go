@@ -41,7 +41,51 @@ func Handler(b Backend) http.Handler {
 		d, err := b.Rollback(r.Context(), r.PathValue("app"), r.URL.Query().Get("sha"))
 		reply(w, d, err)
 	})
+	mux.HandleFunc("POST /v1/apps/{app}/deploy", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		d, err := b.DeployBranch(r.Context(), r.PathValue("app"), DeployRequest{Env: q.Get("env"), SHA: q.Get("sha"), User: q.Get("user")})
+		reply(w, d, err)
+	})
+	mux.HandleFunc("GET /v1/apps/{app}/deploys/{id}/log", func(w http.ResponseWriter, r *http.Request) {
+		streamLog(w, r, b)
+	})
 	return mux
+}
+
+// streamLog answers a deploy's log as JSON lines (LogEntry), each flushed as it is written,
+// ending with the final record; an error before the first line is answered as any other.
+func streamLog(w http.ResponseWriter, r *http.Request, b Backend) {
+	from, _ := strconv.ParseInt(r.URL.Query().Get("from"), 10, 64)
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	start := func() {
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+		}
+	}
+	d, err := b.Follow(r.Context(), r.PathValue("app"), r.PathValue("id"), from, func(line []byte, next int64) error {
+		start()
+		if !json.Valid(line) {
+			line, _ = json.Marshal(map[string]string{"message": string(line)})
+		}
+		if err := enc.Encode(LogEntry{Line: line, Next: next}); err != nil {
+			return err
+		}
+		return rc.Flush()
+	})
+	if err != nil && !started {
+		reply(w, nil, err)
+		return
+	}
+	start()
+	if err != nil {
+		enc.Encode(LogEntry{Error: err.Error()})
+		return
+	}
+	enc.Encode(LogEntry{Deploy: d})
 }
 
 // reply answers v as JSON, or err with the code it calls for (see Backend).
@@ -52,6 +96,8 @@ func reply(w http.ResponseWriter, v any, err error) {
 		code = http.StatusConflict
 	case errors.Is(err, state.ErrNotFound):
 		code = http.StatusNotFound
+	case errors.Is(err, ErrInvalid):
+		code = http.StatusBadRequest
 	case err != nil:
 		code = http.StatusInternalServerError
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +19,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
+	"github.com/pushdeploy/pushdeploy/internal/sdnotify"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
 	"github.com/pushdeploy/pushdeploy/rollout/systemd"
@@ -35,6 +37,17 @@ type Agent struct {
 	ShutdownGrace time.Duration
 	// Version is reported by /healthz and the admin API.
 	Version string
+	// Notifier, when set, is told over the sd_notify protocol when the agent is ready, what
+	// it does and when it stops: systemd's notification socket (sdnotify.Socket) under a
+	// Type=notify unit. Nil, outside systemd, sends nothing.
+	Notifier sdnotify.Notifier
+	// Watchdog is the unit's watchdog timeout (WATCHDOG_USEC). With a Notifier, the agent
+	// checks itself every Watchdog/2 and pings systemd only while every check passes
+	// (livenessChecks); zero sends no pings.
+	Watchdog time.Duration
+	// StageLimit is how long a deploy may stay in one step without progress, on top of the
+	// step's own timeout, before the watchdog counts its worker wedged (DefaultStageLimit).
+	StageLimit time.Duration
 
 	cfg     *config.Config
 	out     io.Writer
@@ -47,18 +60,23 @@ type Agent struct {
 	ids     state.IDs
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
+	view    *view       // the status page, log followers, notifications
 
 	sdMu sync.Mutex
 	sd   *systemd.Manager // opened by the first operation that starts services
 
 	web, admin     *http.Server
 	webLn, adminLn net.Listener
+
+	sup      *sdnotify.Supervisor // nil without a Notifier
+	stopping atomic.Bool
 }
 
 // New returns an agent for cfg that logs to out (already formatted: JSON or console).
 func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 	a := &Agent{
 		ShutdownGrace: DefaultShutdownGrace,
+		StageLimit:    DefaultStageLimit,
 		cfg:           cfg,
 		out:           out,
 		log:           newLogger(out, level).Str("component", "agent").Logger(),
@@ -67,6 +85,8 @@ func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 		apps:          make(map[string]*app, len(cfg.Apps)),
 		metrics:       newMetrics(),
 	}
+	a.metrics.ops = newOpsMetrics(a.metrics.reg, a)
+	a.view = newView(a, level)
 	for name, ac := range cfg.Apps {
 		ap := newApp(ac)
 		if g := ac.GitHub; g != nil {
@@ -123,12 +143,20 @@ func (a *Agent) Open() (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
+	if a.cfg.TLS != nil {
+		ln, err := serveTLS(a.webLn, a.cfg.TLS, a.log)
+		if err != nil {
+			return err // Close closes the plain listener
+		}
+		a.webLn = ln
+	}
 	a.adminLn, err = admin.Listen(a.cfg.AdminSocket)
 	if err != nil {
 		return err
 	}
 	a.web = &http.Server{
 		Handler:           a.webHandler(),
+		ErrorLog:          httpErrorLog(a.log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -137,7 +165,10 @@ func (a *Agent) Open() (err error) {
 	}
 	answers := &Local{cfg: a.cfg, state: a.state, store: a.store, live: true, gc: a.GC}
 	a.admin = &http.Server{Handler: admin.Handler(adminBackend{Local: answers, a: a}), ReadHeaderTimeout: 10 * time.Second}
-	return nil
+	if err := a.loadLastSuccess(); err != nil {
+		return err
+	}
+	return a.openView()
 }
 
 // Addr is the webhook listener's address, once Open has bound it.
@@ -187,8 +218,13 @@ func (a *Agent) resume() error {
 
 // Run serves webhooks and the admin API and runs the deploy queues until ctx ends. Then it
 // stops taking webhooks, lets deploys under way finish within ShutdownGrace, and returns.
+// With a Notifier, systemd hears READY=1 once everything runs, the status as the queues
+// change, watchdog pings while the agent is healthy, and STOPPING=1 when it begins to stop.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
+	if a.Notifier != nil {
+		a.sup = a.newSupervisor()
+	}
 	stop, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	deployCtx, cancelDeploys := context.WithCancel(context.WithoutCancel(ctx))
@@ -202,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		close(reportsDone)
 	}
+	a.startView()
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
 		workers.Go(func() { a.work(stop, deployCtx, ap) })
@@ -209,7 +246,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			workers.Go(func() { a.watchConfig(stop, ap) })
 		}
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	var servers sync.WaitGroup
 	for _, s := range []struct {
 		srv *http.Server
@@ -219,20 +256,35 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer servers.Done()
 			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
+				errc <- fmt.Errorf("serve: %w", err)
 			}
 		}()
 	}
 	a.log.Info().Str("listen", a.Addr()).Str("admin", a.cfg.AdminSocket).Str("host", a.cfg.Host).
 		Strs("environments", a.cfg.Environments).Str("version", a.Version).Msg("agent started")
+	// The listeners were bound and the state recovered by Open: the agent is ready.
+	supCtx, stopSup := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSup()
+	var sup sync.WaitGroup
+	if a.sup != nil {
+		sup.Go(func() {
+			if err := a.sup.Run(supCtx); err != nil {
+				errc <- fmt.Errorf("tell systemd the agent is ready: %w", err)
+			}
+		})
+	}
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
-		err = fmt.Errorf("serve: %w", err)
 	}
 	a.log.Info().Msg("agent stopping")
+	a.stopping.Store(true)
+	if a.sup != nil {
+		a.sup.Stopping()
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.stopPages(shutdownCtx)
 	a.web.Shutdown(shutdownCtx)
 	a.admin.Shutdown(shutdownCtx)
 	cancel()
@@ -259,6 +311,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			<-reportsDone
 		}
 	}
+	stopSup()
+	sup.Wait()
+	a.stopNotifications()
 	a.log.Info().Msg("agent stopped")
 	return err
 }
@@ -270,6 +325,9 @@ func (a *Agent) close() {
 	if a.adminLn != nil {
 		a.adminLn.Close()
 		os.Remove(a.cfg.AdminSocket)
+	}
+	if a.view.uiLn != nil {
+		a.view.uiLn.Close()
 	}
 	if a.state != nil {
 		a.state.Close()

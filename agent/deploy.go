@@ -30,6 +30,7 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	d.Started = time.Now().UTC()
 	set := func(s state.Status) {
 		d.Status = s
+		a.progress(ap, d)
 		if err := a.state.Save(d); err != nil {
 			log.Error().Err(err).Msg("record deploy status")
 		}
@@ -38,8 +39,10 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	log.Info().Str("kind", d.Kind).Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
 	gh := a.github(ap, d)
 	a.reportStart(gh, d)
+	a.announceStart(d)
 	// Every way out reports the deploy's end; GitHub is told in the background.
 	defer a.reportEnd(gh, d)
+	defer a.announceEnd(d)
 	var err error
 	switch d.Kind {
 	case state.KindRestart:
@@ -231,9 +234,11 @@ func (a *Agent) deployLogger(d *state.Deploy) (zerolog.Logger, func()) {
 		base.Error().Err(err).Msg("create deploy log")
 		return base, func() {}
 	}
-	log := newLogger(zerolog.MultiLevelWriter(a.out, f), a.log.GetLevel()).
+	// Followers of the log (status page, `pushdeploy logs -f`) hear of every line.
+	w, done := a.logWriter(d, f)
+	log := newLogger(zerolog.MultiLevelWriter(a.out, w), a.log.GetLevel()).
 		Str("component", "deploy").Str("app", d.App).Str("deploy", d.ID).Logger()
-	return log, func() { f.Sync(); f.Close() }
+	return log, func() { f.Sync(); f.Close(); done() }
 }
 
 func (a *Agent) pruneHistory(app string) {

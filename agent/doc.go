@@ -8,9 +8,18 @@
 //   - state: the durable record of every deploy and delivery;
 //   - admin: the admin API on its unix socket, which serves the agent's adminBackend;
 //   - release: the git cache, the object store and the release directories;
-//   - units, restart: service.json, the units, their rollout and health checks;
+//   - units: service.json and the units generated from it;
+//   - rollout (with rollout/systemd, health, haproxy): what happens to an app's instances,
+//     for deploys, rollbacks, restarts and configuration changes alike;
 //   - renv: the apps' configuration documents in etcd;
 //   - hooks: webhook deliveries and GitHub's API;
+//   - ui: the status page on its own listener, which serves the agent's uiBackend;
+//   - notify: notifications of deploys to Slack-compatible and signed JSON webhooks;
+//   - internal/logtail: following a deploy's log while it is written (the status page's
+//     live log, `pushdeploy logs -f`);
+//   - internal/sdnotify: telling systemd it is ready, what it does (STATUS=, from the
+//     queues) and that it stops, and pinging the watchdog while its own liveness checks
+//     (livenessChecks: listeners, state, queue workers) pass;
 //   - internal/datadir: every path under data_dir.
 //
 // Local answers the CLI's questions from the data directory while the agent is down; the

@@ -210,24 +210,24 @@ func (a *Agent) environmentOf(cfg *config.App, branch string) string {
 // reportQueued creates d's GitHub deployment as soon as the push is accepted, so that a
 // deploy superseded before it starts can still be marked inactive.
 func (a *Agent) reportQueued(g *ghDeployment, d *state.Deploy) {
-	if g == nil {
-		return
-	}
-	a.reports.send(ghReport{
-		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "queued", Description: "queued " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
-	})
+	a.reportState(g, d, "queued", "queued")
 }
 
 // reportStart marks d's deployment in progress, creating it if that was not done yet (the
 // agent restarted since the push was queued).
 func (a *Agent) reportStart(g *ghDeployment, d *state.Deploy) {
+	a.reportState(g, d, "in_progress", "deploying")
+}
+
+// reportState sends d's deployment the state (GitHub's word) with a description that says
+// what the agent does with which commit; the deployment is created first when needed.
+func (a *Agent) reportState(g *ghDeployment, d *state.Deploy, st, verb string) {
 	if g == nil {
 		return
 	}
 	a.reports.send(ghReport{
 		api: g.api, repo: g.repo, deploy: d.ID, create: a.deploymentSpec(g, d),
-		status: hooks.DeploymentStatus{State: "in_progress", Description: "deploying " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
+		status: hooks.DeploymentStatus{State: st, Description: verb + " " + abbrev.SHA(d.SHA) + " (" + d.ID + ")", LogURL: g.logs, Environment: g.environment},
 	})
 }
 

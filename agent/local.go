@@ -137,6 +137,16 @@ func (b adminBackend) Restart(_ context.Context, app, service string) (*state.De
 	return b.a.Restart(app, service)
 }
 
+// Follow follows a deploy's log as it is written (Agent.follow).
+func (b adminBackend) Follow(ctx context.Context, app, id string, from int64, emit func([]byte, int64) error) (*state.Deploy, error) {
+	return b.a.follow(ctx, app, id, from, emit)
+}
+
+// DeployBranch queues a deploy of a branch's tip (Agent.DeployBranch).
+func (b adminBackend) DeployBranch(ctx context.Context, app string, req admin.DeployRequest) (*state.Deploy, error) {
+	return b.a.DeployBranch(ctx, app, req)
+}
+
 // Rollback queues a rollback (Agent.Rollback).
 func (b adminBackend) Rollback(_ context.Context, app, sha string) (*state.Deploy, error) {
 	return b.a.Rollback(app, sha)

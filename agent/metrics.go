@@ -13,6 +13,7 @@ type metrics struct {
 	deploys  *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	etcd     *prometheus.CounterVec
+	ops      *opsMetrics // registered by New
 }
 
 func newMetrics() *metrics {

@@ -20,7 +20,9 @@ type app struct {
 	mu      sync.Mutex
 	pending *state.Deploy
 	config  *state.Deploy // a configuration change waiting; runs after pending
-	running *state.Deploy
+	act     *activity     // what the worker is doing; nil while it is idle
+	queued  time.Time     // when pending or config was last set
+	idle    time.Time     // when the worker last finished one
 	wake    chan struct{}
 
 	// op is held while anything changes the app's releases: a deploy or a gc.
@@ -42,7 +44,7 @@ func (a *Agent) enqueue(ap *app, d *state.Deploy) {
 	ap.mu.Lock()
 	if d.Kind == state.KindConfig {
 		old := ap.config
-		ap.config = d
+		ap.config, ap.queued = d, time.Now()
 		ap.mu.Unlock()
 		if old != nil {
 			a.supersede(old, d)
@@ -63,7 +65,7 @@ func (a *Agent) enqueue(ap *app, d *state.Deploy) {
 	}
 	a.reportQueued(a.github(ap, d), d)
 	old := ap.pending
-	ap.pending = d
+	ap.pending, ap.queued = d, time.Now()
 	ap.mu.Unlock()
 	if old != nil {
 		a.reportEnd(a.github(ap, old), a.supersede(old, d))
@@ -80,15 +82,18 @@ func (a *Agent) supersede(old, d *state.Deploy) *state.Deploy {
 		a.log.Error().Err(err).Str("deploy", old.ID).Msg("record superseded deploy")
 	}
 	a.log.Info().Str("app", old.App).Str("deploy", old.ID).Str("by", d.ID).Msg("deploy superseded")
+	a.view.logs.Notify(old.ID) // its followers learn that it is final
 	a.metrics.deploys.WithLabelValues(old.App, string(state.StatusSuperseded)).Inc()
 	return old
 }
 
+// wakeUp tells the app's worker, and the status systemd shows, that the queue changed.
 func (a *Agent) wakeUp(ap *app) {
 	select {
 	case ap.wake <- struct{}{}:
 	default:
 	}
+	a.statusChanged()
 }
 
 // work runs the app's deploys one at a time until stop is cancelled. Deploys run under
@@ -108,15 +113,19 @@ func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
 			if d == nil {
 				d, ap.config = ap.config, nil
 			}
-			ap.running = d
+			if d != nil {
+				ap.act = newActivity(d)
+			}
 			ap.mu.Unlock()
 			if d == nil {
 				break
 			}
+			a.statusChanged()
 			a.runDeploy(deployCtx, ap, d)
 			ap.mu.Lock()
-			ap.running = nil
+			ap.act, ap.idle = nil, time.Now()
 			ap.mu.Unlock()
+			a.statusChanged()
 		}
 	}
 }

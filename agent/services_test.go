@@ -148,6 +148,7 @@ func TestAgent_services(t *testing.T) {
 		t.Errorf("current: got %.12s, want %.12s kept", got, good)
 	}
 	answers("hello from version 2")
+	checkStatusPage(t, f, good)
 
 	// A release without service.json runs nothing: the previous services must stop.
 	f.repo.Remove("service.json")

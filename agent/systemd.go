@@ -33,7 +33,7 @@ func (a *Agent) engine(ctx context.Context) (*rollout.Engine, error) {
 		}
 		a.sd = m
 	}
-	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle}, nil
+	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle, Progress: a.batchStarted}, nil
 }
 
 func (a *Agent) loadInstalled(app string) (*rollout.Installed, error) {

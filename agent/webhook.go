@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net/http"
+	"path"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/hooks"
 	"github.com/pushdeploy/pushdeploy/state"
@@ -33,7 +36,23 @@ func (a *Agent) webHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, answer{Status: "error", Error: "no such endpoint: webhooks go to POST /webhook/{app}"})
 	})
-	return mux
+	return cleanPaths(mux)
+}
+
+// cleanPaths refuses a path that is not clean (`//webhook/app`, `/webhook/./app`,
+// `/webhook/app/..`) with a 400 that says so. http.ServeMux would answer those with a
+// redirect to the clean path and no JSON, and a webhook sender does not follow redirects:
+// every answer of this listener is a status that means what it says, with a reason.
+func cleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if p == "" || p[0] != '/' || path.Clean(p) != p {
+			writeJSON(w, http.StatusBadRequest, answer{Status: "error",
+				Error: fmt.Sprintf("path %q: not a clean path; webhooks go to POST /webhook/{app}", p)})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (a *Agent) handleWebhook(w http.ResponseWriter, r *http.Request) {
@@ -157,4 +176,18 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
+}
+
+// httpErrorLog sends what net/http logs about connections (TLS handshakes that fail, a
+// client that sends HTTP to the HTTPS listener) to the agent's log at debug level: the
+// internet's scanners would otherwise fill the journal, unprioritised, on stderr.
+func httpErrorLog(log zerolog.Logger) *stdlog.Logger {
+	return stdlog.New(httpLogWriter{log.With().Str("component", "http").Logger()}, "", 0)
+}
+
+type httpLogWriter struct{ log zerolog.Logger }
+
+func (w httpLogWriter) Write(p []byte) (int, error) {
+	w.log.Debug().Msg(strings.TrimSpace(string(p)))
+	return len(p), nil
 }

@@ -58,6 +58,10 @@ func TestAgent_webhookAnswers(t *testing.T) {
 		{"unknown app", "POST", "/webhook/nope", good, map[string]string{"X-GitHub-Event": "push"}, true, 404, "error", "nope"},
 		{"wrong method", "GET", "/webhook/web", nil, nil, false, 405, "error", "POST"},
 		{"too big", "POST", "/webhook/web", big, map[string]string{"X-GitHub-Event": "push"}, true, 413, "error", "25 MiB"},
+		{"double slash", "POST", "//webhook/web", good, map[string]string{"X-GitHub-Event": "push"}, true, 400, "error", "not a clean path"},
+		{"dot segment", "POST", "/webhook/./web", good, map[string]string{"X-GitHub-Event": "push"}, true, 400, "error", "not a clean path"},
+		{"dot-dot segment", "POST", "/webhook/web/..", good, map[string]string{"X-GitHub-Event": "push"}, true, 400, "error", "not a clean path"},
+		{"trailing slash", "POST", "/webhook/web/", good, map[string]string{"X-GitHub-Event": "push"}, true, 400, "error", "not a clean path"},
 		{"other repository", "POST", "/webhook/web", payload("evil/web", "refs/heads/deploy-production", sha), map[string]string{"X-GitHub-Event": "push"}, true, 422, "error", "evil/web"},
 	}
 	for _, tt := range tests {

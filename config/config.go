@@ -30,6 +30,7 @@ const (
 // Config is the agent's configuration file.
 type Config struct {
 	Listen       string          `yaml:"listen"`
+	TLS          *TLS            `yaml:"tls"`
 	DataDir      string          `yaml:"data_dir"`
 	Host         string          `yaml:"host"`
 	Environments []string        `yaml:"environments"`
@@ -37,7 +38,16 @@ type Config struct {
 	HistoryLimit int             `yaml:"history_limit"`
 	Systemd      Systemd         `yaml:"systemd"`
 	Etcd         *Etcd           `yaml:"etcd"`
+	UI           *UI             `yaml:"ui"`     // the status page; none without the section
+	Notify       []*Notify       `yaml:"notify"` // notification targets for every app's deploys
 	Apps         map[string]*App `yaml:"apps"`
+}
+
+// TLS makes the webhook listener serve HTTPS with a certificate and key in PEM files. The
+// agent reads them again when they change (a renewal needs no restart).
+type TLS struct {
+	CertFile string `yaml:"cert_file"` // the certificate chain, leaf first
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Systemd says which systemd manager runs the apps' services.
@@ -73,6 +83,7 @@ type App struct {
 	HAProxy        *HAProxy      `yaml:"haproxy"`
 	GitHub         *GitHub       `yaml:"github"`
 	Config         *AppEnv       `yaml:"config"`
+	Notify         []*Notify     `yaml:"notify"` // this app's notification targets, besides the global ones
 
 	name   string
 	secret []byte
@@ -144,7 +155,7 @@ func Parse(data []byte, env Env) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse: %w", pathErrors(data, err))
 	}
 	if err := cfg.Complete(env); err != nil {
 		return nil, err
@@ -216,6 +227,7 @@ func (c *Config) setDefaults(env Env) {
 		}
 	}
 	c.setEtcdDefaults()
+	c.setUIDefaults()
 }
 
 // Layout is the data directory's layout: where under data_dir each thing lives.

@@ -32,7 +32,7 @@ func TestParse(t *testing.T) {
 		{"bad repo", strings.Replace(base("    remote: https://x/y.git\n"), "acme/web", "acme", 1), "apps.web.repo: want owner/name"},
 		{"empty secret", strings.Replace(base("    remote: https://x/y.git\n"), secret, empty, 1), "apps.web.secret_file:"},
 		{"missing secret file", strings.Replace(base("    remote: https://x/y.git\n"), secret, dir+"/nope", 1), "apps.web.secret_file:"},
-		{"unknown field", base("    remote: https://x/y.git\n    keep_release: 3\n"), "field keep_release not found"},
+		{"unknown field", base("    remote: https://x/y.git\n    keep_release: 3\n"), "apps.web.keep_release: unknown field"},
 		{"relative script", base("    remote: https://x/y.git\n    script: deploy.sh\n"), "apps.web.script: must start with an absolute path"},
 		{"keep releases", base("    remote: https://x/y.git\n    keep_releases: -1\n"), "apps.web.keep_releases: must be at least 1"},
 		{"token with ssh", base("    remote: git://x/y.git\n    token_file: " + secret + "\n"), "apps.web.token_file: only used with an https remote"},

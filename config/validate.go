@@ -29,6 +29,14 @@ func (c *Config) validate() error {
 	if !strings.Contains(c.Listen, ":") {
 		bad("listen", "want host:port, got %q", c.Listen)
 	}
+	if c.TLS != nil {
+		if !filepath.IsAbs(c.TLS.CertFile) {
+			bad("tls.cert_file", "must be an absolute path, got %q", c.TLS.CertFile)
+		}
+		if !filepath.IsAbs(c.TLS.KeyFile) {
+			bad("tls.key_file", "must be an absolute path, got %q", c.TLS.KeyFile)
+		}
+	}
 	if !filepath.IsAbs(c.DataDir) {
 		bad("data_dir", "must be an absolute path, got %q", c.DataDir)
 	}
@@ -84,6 +92,7 @@ func (c *Config) validate() error {
 		errs = append(errs, c.Apps[name].validate(field)...)
 	}
 	errs = append(errs, c.validateEtcd()...)
+	errs = append(errs, c.validateUI()...)
 	return errors.Join(errs...)
 }
 
@@ -156,6 +165,11 @@ func (a *App) validate(field string) []error {
 			if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 				bad(sub, "want an http(s) URL, got %q", u)
 			}
+		}
+	}
+	for i, n := range a.Notify {
+		for _, err := range n.validate(fmt.Sprintf("notify[%d]", i)) {
+			errs = append(errs, fmt.Errorf("%s.%w", field, err))
 		}
 	}
 	if h := a.HAProxy; h != nil {

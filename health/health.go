@@ -174,16 +174,11 @@ func (w *waiter) run(ctx, dctx context.Context) (Result, error) {
 		begin := time.Now()
 		next = begin.Add(w.spec.Interval)
 
-		up, err := w.observe(dctx)
-		switch {
-		case dctx.Err() != nil:
-			return w.stopped(ctx)
-		case err != nil:
-			w.res.Reason = err.Error()
-			return w.done(false), fmt.Errorf("wait for healthy: %w", err)
-		case w.res.Reason != "":
-			return w.done(false), nil
-		case !up:
+		up, end, res, err := w.observed(ctx, dctx)
+		if end {
+			return res, err
+		}
+		if !up {
 			continue
 		}
 
@@ -208,19 +203,32 @@ func (w *waiter) run(ctx, dctx context.Context) (Result, error) {
 			continue
 		}
 		// Healthy for long enough: confirm the unit has not moved during the last check.
-		up, err = w.observe(dctx)
-		switch {
-		case dctx.Err() != nil:
-			return w.stopped(ctx)
-		case err != nil:
-			w.res.Reason = err.Error()
-			return w.done(false), fmt.Errorf("wait for healthy: %w", err)
-		case w.res.Reason != "":
-			return w.done(false), nil
-		case up:
+		up, end, res, err = w.observed(ctx, dctx)
+		if end {
+			return res, err
+		}
+		if up {
 			return w.done(true), nil
 		}
 	}
+}
+
+// observed observes the unit (observe) and says whether that ends the wait, with the
+// outcome: the deadline or ctx stopped it, the state could not be read, or the unit
+// restarted or went down. Otherwise the wait goes on, and up says whether the unit is up.
+func (w *waiter) observed(ctx, dctx context.Context) (up, end bool, res Result, err error) {
+	up, err = w.observe(dctx)
+	switch {
+	case dctx.Err() != nil:
+		res, err = w.stopped(ctx)
+		return up, true, res, err
+	case err != nil:
+		w.res.Reason = err.Error()
+		return up, true, w.done(false), fmt.Errorf("wait for healthy: %w", err)
+	case w.res.Reason != "":
+		return up, true, w.done(false), nil
+	}
+	return up, false, Result{}, nil
 }
 
 // observe reads the unit's state. It returns up when the unit is active and has not

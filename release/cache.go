@@ -73,27 +73,34 @@ func (c *Cache) newRemote(s storage.Storer) *git.Remote {
 // Tip asks the remote which commit refs/heads/<branch> points at now. The agent calls it
 // before fetching so that a webhook delivered late never deploys an older commit.
 func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
+	return c.remote.Tip(ctx, branch)
+}
+
+// Tip asks the remote which commit refs/heads/<branch> points at now, without a cache:
+// ErrBranchNotFound when there is no such branch.
+func (r Remote) Tip(ctx context.Context, branch string) (string, error) {
 	if err := validBranch(branch); err != nil {
 		return "", err
 	}
-	auth, err := c.remote.auth()
+	auth, err := r.auth()
 	if err != nil {
 		return "", err
 	}
-	refs, err := c.newRemote(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
+	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{r.URL}})
+	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil // its last branch was deleted
 	}
 	if err != nil {
-		return "", fmt.Errorf("list refs of %s: %w", redact(c.remote.URL), err)
+		return "", fmt.Errorf("list refs of %s: %w", redact(r.URL), err)
 	}
 	want := plumbing.NewBranchReferenceName(branch)
-	for _, r := range refs {
-		if r.Name() == want {
-			return r.Hash().String(), nil
+	for _, ref := range refs {
+		if ref.Name() == want {
+			return ref.Hash().String(), nil
 		}
 	}
-	return "", fmt.Errorf("%s on %s: %w", branch, redact(c.remote.URL), ErrBranchNotFound)
+	return "", fmt.Errorf("%s on %s: %w", branch, redact(r.URL), ErrBranchNotFound)
 }
 
 // Fetch makes commit sha and its tree available in the cache, transferring as little as it

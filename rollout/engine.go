@@ -33,6 +33,25 @@ type Engine struct {
 	Settle time.Duration
 	// Poll is how often a settling instance's state is read; zero means DefaultPoll.
 	Poll time.Duration
+	// Progress, when set, is told as each batch starts, rolling out or reverting: for a
+	// status display, and for a watchdog that tells a long rollout from a stuck one. It is
+	// called on the rollout's goroutine and must return at once.
+	Progress func(Step)
+}
+
+// Step is a batch about to start, as Engine.Progress is told of it.
+type Step struct {
+	App string
+	// Batch is the batch's place, from 1, among the Of batches of the rollout, or of the
+	// revert when Revert is set (the failed batch is reverted first).
+	Batch, Of int
+	Revert    bool
+}
+
+func (e *Engine) progress(s Step) {
+	if e.Progress != nil {
+		e.Progress(s)
+	}
 }
 
 // Installed is what is installed for an app. The caller stores it (as JSON) between deploys
@@ -220,6 +239,7 @@ func (e *Engine) roll(ctx context.Context, p *Plan) (done [][]string, failed []s
 			return done, nil, fmt.Errorf("stopped before batch %d of %d: %w", i+1, len(p.Batches), err)
 		}
 		p.Log.Info().Int("batch", i+1).Int("of", len(p.Batches)).Strs("instances", batch).Msg("batch started")
+		e.progress(Step{App: p.App, Batch: i + 1, Of: len(p.Batches)})
 		if p.Rotation != nil {
 			if err := p.Rotation.Drain(ctx, batch); err != nil {
 				return done, nil, fmt.Errorf("batch %d of %d: drain: %w", i+1, len(p.Batches), err)
@@ -283,12 +303,13 @@ func (e *Engine) revert(ctx context.Context, p *Plan, prev, next *Installed, don
 // fails is logged and the batch restarts anyway: the host must not stay on what failed. It
 // returns the failures to restart and, apart, the batches found unhealthy.
 func (e *Engine) revertBatches(ctx context.Context, p *Plan, done [][]string, keep func(string) bool) (failed, sick []error) {
-	for _, batch := range slices.Backward(done) {
+	for i, batch := range slices.Backward(done) {
 		back := slices.DeleteFunc(slices.Clone(batch), func(u string) bool { return !keep(u) })
 		if len(back) == 0 {
 			continue
 		}
 		p.Log.Info().Strs("instances", back).Msg("batch reverting")
+		e.progress(Step{App: p.App, Batch: len(done) - i, Of: len(done), Revert: true})
 		if p.Rotation != nil {
 			if err := p.Rotation.Drain(ctx, back); err != nil {
 				p.Log.Warn().Err(err).Strs("instances", back).Msg("drain failed, reverting anyway")

@@ -514,3 +514,26 @@ func TestEngine_instanceError_journalUnreadable(t *testing.T) {
 		t.Errorf("error promises journal lines it does not have: %v", err)
 	}
 }
+
+// TestEngine_Progress: Progress hears of every batch as it starts, the revert's included,
+// the failed batch reverted first.
+func TestEngine_Progress(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 3)
+	prev := f.deployed(t, "v1", 3)
+	f.sick["v2 web@2"] = true
+	var got []Step
+	f.e.Progress = func(s Step) { got = append(got, s) }
+	if _, err := f.e.Deploy(t.Context(), f.p, release("v2", 3), prev); err == nil {
+		t.Fatal("deploy with a sick batch succeeded")
+	}
+	want := []Step{
+		{App: "shop", Batch: 1, Of: 3},
+		{App: "shop", Batch: 2, Of: 3},
+		{App: "shop", Batch: 1, Of: 2, Revert: true},
+		{App: "shop", Batch: 2, Of: 2, Revert: true},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("steps:\n got %+v\nwant %+v", got, want)
+	}
+}

@@ -40,16 +40,22 @@ const (
 	KindConfig   = "config"   // a changed configuration in etcd: new environment file, rolling restart
 )
 
+// TriggerManual is the Trigger of a deploy asked for with `pushdeploy deploy`.
+const TriggerManual = "manual"
+
 // Deploy is the durable record of one deploy, restart or rollback (Kind).
 type Deploy struct {
-	ID         string `json:"id"`
-	App        string `json:"app"`
-	Kind       string `json:"kind,omitempty"`    // KindDeploy when empty (older records)
-	Service    string `json:"service,omitempty"` // a restart of one service only
-	SHA        string `json:"sha"`
-	Branch     string `json:"branch"`
-	Delivery   string `json:"delivery,omitempty"`
-	Pusher     string `json:"pusher,omitempty"`
+	ID       string `json:"id"`
+	App      string `json:"app"`
+	Kind     string `json:"kind,omitempty"`    // KindDeploy when empty (older records)
+	Service  string `json:"service,omitempty"` // a restart of one service only
+	SHA      string `json:"sha"`
+	Branch   string `json:"branch"`
+	Delivery string `json:"delivery,omitempty"`
+	Pusher   string `json:"pusher,omitempty"`
+	// Trigger is what queued a deploy of kind deploy: "" for a push webhook, TriggerManual
+	// for `pushdeploy deploy` (Pusher is then the user who ran it).
+	Trigger    string `json:"trigger,omitempty"`
 	Message    string `json:"message,omitempty"`
 	Status     Status `json:"status"`
 	Previous   string `json:"previous,omitempty"` // the release that was current before

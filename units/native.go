@@ -56,7 +56,7 @@ func parseNative(data []byte, errs *problems) *Spec {
 	if !decode("", data, &f, errs) {
 		return nil
 	}
-	spec := &Spec{Format: FormatNative, Env: envMap("env", f.Env, false, errs), Services: map[string]*Service{}}
+	spec := &Spec{Format: FormatNative, Env: envMap("env", f.Env, nil, errs), Services: map[string]*Service{}}
 	for _, name := range sortedKeys(f.Services) {
 		path := "services." + name
 		var raw nativeService
@@ -70,7 +70,7 @@ func parseNative(data []byte, errs *problems) *Spec {
 			WorkDir:     raw.WorkDir,
 			Instances:   DefaultInstances,
 			Port:        raw.Port,
-			Env:         envMap(path+".env", raw.Env, false, errs),
+			Env:         envMap(path+".env", raw.Env, nil, errs),
 			Rollout:     Rollout{MaxParallel: DefaultMaxParallel, AutoRevert: true},
 			User:        raw.User,
 			StopTimeout: duration(path+".stop_timeout", raw.StopTimeout, DefaultStopTimeout, errs),
@@ -184,16 +184,23 @@ func maxParallel(path string, raw json.RawMessage, errs *problems) string {
 }
 
 // envMap reads env values: strings, and numbers and booleans written as in the JSON (ndm
-// files often say "PORT": 8080). With interview set, ndm's interview questions
-// ({"default": …, "description": …}) give their default, as `ndm generate` did.
-func envMap(path string, raw map[string]json.RawMessage, interview bool, errs *problems) map[string]string {
+// files often say "PORT": 8080). With interview set (an ndm file), ndm's interview
+// questions ({"default": …, "description": …}) give their default, as `ndm generate` did,
+// and one without a default is left out with a note in *interview.
+func envMap(path string, raw map[string]json.RawMessage, interview *[]string, errs *problems) map[string]string {
 	env := make(map[string]string, len(raw))
 	for _, k := range sortedKeys(raw) {
-		v, ok := scalar(raw[k], interview)
+		v, ok := scalar(raw[k], interview != nil)
+		if !ok && interview != nil && unanswered(raw[k]) {
+			// ndm asked at install time; with no answer and no default the variable stays
+			// unset, as ndm left it.
+			*interview = append(*interview, join(path, k)+": an interview question without a default: left unset")
+			continue
+		}
 		if !ok {
 			what := "a string, number or boolean"
-			if interview {
-				what += ", or an interview question with a default"
+			if interview != nil {
+				what += ", or an interview question"
 			}
 			errs.add(join(path, k), "must be %s", what)
 			continue
@@ -201,6 +208,18 @@ func envMap(path string, raw map[string]json.RawMessage, interview bool, errs *p
 		env[k] = v
 	}
 	return env
+}
+
+// unanswered reports whether raw is an ndm interview question without a default: an
+// object whose keys are among "description" and "default" (and has no default).
+func unanswered(raw json.RawMessage) bool {
+	var q map[string]json.RawMessage
+	if json.Unmarshal(raw, &q) != nil {
+		return false
+	}
+	_, hasDefault := q["default"]
+	_, hasDescription := q["description"]
+	return !hasDefault && hasDescription && len(q) == 1
 }
 
 // scalar renders a JSON string, number or boolean as the text a process would see.

@@ -31,7 +31,7 @@ type ndmService struct {
 	Env             map[string]json.RawMessage `json:"env"`
 	Args            json.RawMessage            `json:"args"`
 	Processes       *int                       `json:"processes"`
-	MaxOldSpaceSize int                        `json:"maxOldSpaceSize"`
+	MaxOldSpaceSize json.RawMessage            `json:"maxOldSpaceSize"` // a number, or ndm's own fixture's "4096"
 }
 
 // packageJSON is what ndm took from the package.json beside service.json.
@@ -52,8 +52,8 @@ func parseNDM(top map[string]json.RawMessage, pkg *packageJSON, errs *problems) 
 	if raw, ok := top["env"]; ok && json.Unmarshal(raw, &shared) != nil {
 		errs.add("env", "must be an object")
 	}
-	spec.Env = envMap("env", shared, true, errs)
-	sharedArgs := ndmArgsOf("args", top["args"], errs)
+	spec.Env = envMap("env", shared, &spec.Notes, errs)
+	sharedArgs := ndmArgsOf("args", top["args"], &spec.Notes, errs)
 	keys := map[string]string{} // service name -> the key it came from
 	for _, key := range sortedKeys(top) {
 		if key == "env" || key == "args" {
@@ -91,13 +91,13 @@ func parseNDM(top map[string]json.RawMessage, pkg *packageJSON, errs *problems) 
 			}
 			continue
 		}
-		args := ndmArgsOf(key+".args", raw.Args, errs).merge(key+".args", sharedArgs, errs)
+		args := ndmArgsOf(key+".args", raw.Args, &spec.Notes, errs).merge(key+".args", sharedArgs, &spec.Notes, errs)
 		checkWords(key+".args", args, errs)
-		s.Env = envMap(key+".env", raw.Env, true, errs)
+		s.Env = envMap(key+".env", raw.Env, &spec.Notes, errs)
 		if len(errs.list) == n {
 			s.Command = []string{"node"}
-			if raw.MaxOldSpaceSize > 0 {
-				s.Command = append(s.Command, "--max-old-space-size="+strconv.Itoa(raw.MaxOldSpaceSize))
+			if mb := ndmMegabytes(key+".maxOldSpaceSize", raw.MaxOldSpaceSize, errs); mb > 0 {
+				s.Command = append(s.Command, "--max-old-space-size="+strconv.Itoa(mb))
 			}
 			s.Command = append(append(s.Command, start...), args...)
 		}
@@ -148,7 +148,7 @@ type ndmArgs struct {
 	obj  map[string]string
 }
 
-func ndmArgsOf(path string, raw json.RawMessage, errs *problems) ndmArgs {
+func ndmArgsOf(path string, raw json.RawMessage, notes *[]string, errs *problems) ndmArgs {
 	var a ndmArgs
 	if len(raw) == 0 || string(raw) == "null" {
 		return a
@@ -170,16 +170,20 @@ func ndmArgsOf(path string, raw json.RawMessage, errs *problems) ndmArgs {
 		errs.add(path, "must be an array or an object")
 		return a
 	}
-	a.obj = envMap(path, obj, true, errs)
+	a.obj = envMap(path, obj, notes, errs)
 	return a
 }
 
 // merge combines a service's args with the shared ones, as ndm did, and flattens them.
-func (own ndmArgs) merge(path string, shared ndmArgs, errs *problems) []string {
+func (own ndmArgs) merge(path string, shared ndmArgs, notes *[]string, errs *problems) []string {
 	switch {
-	case own.list != nil && len(shared.obj) > 0, own.obj != nil && len(shared.list) > 0:
+	case own.obj != nil && len(shared.list) > 0:
 		errs.add(path, "cannot combine an array with an object: the shared args and this service's must be the same kind")
 		return nil
+	case own.list != nil && len(shared.obj) > 0:
+		// ndm used a service's array as it was, without the shared object.
+		*notes = append(*notes, path+": an array, so the shared args (an object) do not apply, as with ndm")
+		return own.list
 	case own.list != nil:
 		return append(append([]string{}, shared.list...), own.list...)
 	case own.obj == nil && shared.list != nil:
@@ -197,4 +201,23 @@ func (own ndmArgs) merge(path string, shared ndmArgs, errs *problems) []string {
 		words = append(words, k+"="+obj[k])
 	}
 	return words
+}
+
+// ndmMegabytes reads maxOldSpaceSize: ndm passed it to node as it was, so a whole number or
+// a string of digits ("4096", as ndm's own fixture writes it) both mean megabytes. Absent is
+// 0, which adds no flag.
+func ndmMegabytes(field string, raw json.RawMessage, errs *problems) int {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0
+	}
+	var text string
+	if json.Unmarshal(raw, &text) != nil {
+		text = string(raw)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(text))
+	if err != nil || n < 0 {
+		errs.add(field, "must be a whole number of megabytes (a number or a string of digits), got %s", raw)
+		return 0
+	}
+	return n
 }

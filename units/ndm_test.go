@@ -59,6 +59,14 @@ func TestParse_ndm(t *testing.T) {
 			env: map[string]string{},
 		},
 		{
+			// ndm's own fixture (fixture-max-old-space-size) writes it as a string.
+			name: "maxOldSpaceSize as a string of digits",
+			json: `{"web": {"scripts": {"start": "node index.js"}, "maxOldSpaceSize": "4096"}}`,
+			want: map[string]*Service{"web": {WorkDir: "node_modules/web",
+				Command: []string{"node", "--max-old-space-size=4096", "index.js"}, Env: map[string]string{}}},
+			env: map[string]string{},
+		},
+		{
 			name: "scoped module, maxOldSpaceSize, start script with node flags",
 			json: `{"@npm/worker": {"scripts": {"start": "node  --harmony ./w.js"}, "maxOldSpaceSize": 256}}`,
 			want: map[string]*Service{"npm_worker": {WorkDir: "node_modules/@npm/worker",
@@ -95,14 +103,38 @@ func TestParse_ndm(t *testing.T) {
 	}
 }
 
+// TestParse_ndmNotes: what ndm itself left out is left out too, and said (ndm's own
+// service.json and README do both).
+func TestParse_ndmNotes(t *testing.T) {
+	spec, err := Parse([]byte(`{"web": {"scripts": {"start": "a.js"}, "args": ["--x"],
+		"env": {"USER": {"description": "enter a username."}, "PORT": 8000}}, "args": {"--y": "1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := spec.Services["web"]
+	if want := []string{"node", "a.js", "--x"}; !reflect.DeepEqual(web.Command, want) {
+		t.Errorf("command %q, want %q: a service's array args, without the shared object", web.Command, want)
+	}
+	if _, ok := web.Env["USER"]; ok || web.Env["PORT"] != "8000" {
+		t.Errorf("env %v, want PORT only: an unanswered question stays unset", web.Env)
+	}
+	want := []string{"web.args: an array, so the shared args (an object) do not apply, as with ndm",
+		"web.env.USER: an interview question without a default: left unset"}
+	if !reflect.DeepEqual(spec.Notes, want) {
+		t.Errorf("notes:\n got %q\nwant %q", spec.Notes, want)
+	}
+}
+
 func TestParse_ndmErrors(t *testing.T) {
 	tests := []struct{ name, json, want string }{
 		{"zero processes", `{"web": {"scripts": {"start": "a.js"}, "processes": 0}}`, "web.processes: must be 1..64, got 0"},
+		{"maxOldSpaceSize not digits", `{"web": {"scripts": {"start": "a.js"}, "maxOldSpaceSize": "4G"}}`,
+			`web.maxOldSpaceSize: must be a whole number of megabytes (a number or a string of digits), got "4G"`},
 		{"unknown field", `{"web": {"scripts": {"start": "a.js"}, "uid": "www"}}`, "web.uid: unknown field (known: args, description, env, maxOldSpaceSize, module, processes, scripts)"},
-		{"array args with shared object", `{"web": {"scripts": {"start": "a.js"}, "args": ["x"]}, "args": {"--y": "1"}}`,
+		{"object args with shared array", `{"web": {"scripts": {"start": "a.js"}, "args": {"--y": "1"}}, "args": ["x"]}`,
 			"web.args: cannot combine an array with an object"},
-		{"interview question without default", `{"web": {"scripts": {"start": "a.js"}, "env": {"HOST": {"description": "host?"}}}}`,
-			"web.env.HOST: must be a string, number or boolean, or an interview question with a default"},
+		{"env value an object that is no question", `{"web": {"scripts": {"start": "a.js"}, "env": {"HOST": {"name": "h"}}}}`,
+			"web.env.HOST: must be a string, number or boolean, or an interview question"},
 		{"start is node alone", `{"web": {"scripts": {"start": "node "}}}`, `web.scripts.start: names no script, got "node "`},
 		{"start not a string", `{"web": {"scripts": {"start": ["a.js"]}}}`, "web.scripts.start: must be a string"},
 		{"module escapes", `{"web": {"module": "../..", "scripts": {"start": "a.js"}}}`, "web.module: must be a relative path inside the release"},

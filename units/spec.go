@@ -49,6 +49,10 @@ type Spec struct {
 	// Skipped lists ndm services that have no start script, which ndm skipped as well (they
 	// only carried scripts for `ndm run-script`). They get no unit; render shows them.
 	Skipped []string
+	// Notes say what an ndm file holds that is left out, as ndm left it out: an interview
+	// question nobody answered (no default), shared args of another kind than a service's.
+	// `pushdeploy units render` prints them.
+	Notes []string
 }
 
 // Service is one program run as Instances identical processes, each its own systemd unit

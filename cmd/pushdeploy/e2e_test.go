@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,13 +36,24 @@ type e2e struct {
 	bin, dir, config string
 	repo             *testenv.Repo
 	bare             *testenv.Bare
+	env              []string // added to the agent's environment
 	agent            *exec.Cmd
 	exited           chan struct{}
 	log              *syncbuf.Buffer
 	port             string
 }
 
+// newE2E is setupE2E with the agent started.
 func newE2E(t *testing.T) *e2e {
+	e := setupE2E(t)
+	e.start()
+	return e
+}
+
+// setupE2E writes an agent's config for app web (its script waits while gate-closed
+// exists) and makes the bare repo's post-receive hook the real CLI, without starting the
+// agent.
+func setupE2E(t *testing.T) *e2e {
 	e := &e2e{t: t, bin: binary(t), dir: t.TempDir(), repo: testenv.NewRepo(t)}
 	root := testenv.NewRoot(t)
 	e.bare = testenv.NewBare(t, root, "acme/web.git", true)
@@ -56,10 +68,10 @@ func newE2E(t *testing.T) *e2e {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	e.port = strconv.Itoa(port)
 	cfg := fmt.Sprintf("listen: 127.0.0.1:%d\ndata_dir: %s/data\nenvironments: [production]\napps:\n  web:\n    repo: acme/web\n    remote: %s\n    secret_file: %s\n    script: %s\n",
 		port, e.dir, testenv.FileURL(e.bare.Path()), secret, script)
 	os.WriteFile(e.config, []byte(cfg), 0o600)
-	e.start()
 	hook := fmt.Sprintf("#!/bin/sh\nexec %s hooks post-receive --repo acme/web --secret-file %s --url http://127.0.0.1:%s/webhook/web\n", e.bin, secret, e.port)
 	os.WriteFile(filepath.Join(e.bare.Path(), "hooks", "post-receive"), []byte(hook), 0o755)
 	t.Cleanup(func() { e.kill(syscall.SIGKILL) })
@@ -73,6 +85,9 @@ func (e *e2e) start() {
 	e.log = new(syncbuf.Buffer)
 	e.agent = exec.Command(e.bin, "agent", "--config", e.config, "--log-format", "json")
 	e.agent.Stderr = e.log
+	if e.env != nil {
+		e.agent.Env = append(os.Environ(), e.env...)
+	}
 	if err := e.agent.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -229,7 +244,10 @@ func TestE2E_pushDeploys(t *testing.T) {
 
 	// With the agent down the CLI reads the state from disk.
 	e.kill(syscall.SIGTERM)
-	if got := e.cliFails("restart", "web"); !strings.Contains(got, "restart needs the agent running") {
+	// The agent reads another file than the packaged service's: starting the service
+	// would not help, and the CLI says how to start the agent that would answer.
+	if got := e.cliFails("restart", "web"); !strings.Contains(got, "restart needs the agent running") ||
+		!strings.Contains(got, "start it: pushdeploy agent --config "+e.config) {
 		t.Errorf("restart with the agent down: %s", got)
 	}
 	if got := e.cli("status", "web"); !strings.Contains(got, "agent not running") || !strings.Contains(got, v2[:12]) {

@@ -8,7 +8,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
@@ -104,14 +103,17 @@ func printDeploy(w io.Writer, d *state.Deploy, log []byte) error {
 		return nil
 	}
 	fmt.Fprintln(w, "\nlog:")
-	// The log is JSON lines; show it the way the agent shows it on a terminal.
-	cw := zerolog.ConsoleWriter{Out: w, NoColor: true, TimeFormat: "15:04:05.000",
-		FieldsExclude: []string{"app", "deploy", "component"}}
+	return printLog(w, log)
+}
+
+// printLog shows a deploy's log (JSON lines) the way the agent shows it on a terminal.
+func printLog(w io.Writer, log []byte) error {
+	lw := newLogWriter(w, false)
 	sc := bufio.NewScanner(bytes.NewReader(log))
 	sc.Buffer(make([]byte, 64<<10), 2<<20)
 	for sc.Scan() {
-		if _, err := cw.Write(append(sc.Bytes(), '\n')); err != nil {
-			fmt.Fprintln(w, sc.Text())
+		if err := lw.write(sc.Bytes()); err != nil {
+			return err
 		}
 	}
 	return sc.Err()

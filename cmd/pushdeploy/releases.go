@@ -73,6 +73,7 @@ func newReleasesListCmd() *cobra.Command {
 
 func newReleasesCheckCmd() *cobra.Command {
 	var configPath string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "check APP [SHA]",
 		Short: "Re-hash every file of a release (default: current) against its git tree",
@@ -106,18 +107,35 @@ func newReleasesCheckCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			for _, d := range diffs {
-				fmt.Fprintf(out, "%s: %s\n", d.Path, d.Problem)
+			if asJSON {
+				if err := printJSON(out, checkJSON{App: args[0], SHA: sha, Matches: len(diffs) == 0, Differences: diffs}); err != nil {
+					return err
+				}
+			} else {
+				for _, d := range diffs {
+					fmt.Fprintf(out, "%s: %s\n", d.Path, d.Problem)
+				}
 			}
 			if len(diffs) > 0 {
 				return fmt.Errorf("release %s of %s differs from its commit in %d places", abbrev.SHA(sha), args[0], len(diffs))
 			}
-			fmt.Fprintf(out, "release %s of %s matches its commit exactly\n", abbrev.SHA(sha), args[0])
+			if !asJSON {
+				fmt.Fprintf(out, "release %s of %s matches its commit exactly\n", abbrev.SHA(sha), args[0])
+			}
 			return nil
 		},
 	}
 	configFlag(cmd, &configPath)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the exit code still says whether it differs)")
 	return cmd
+}
+
+// checkJSON is what `releases check --json` prints.
+type checkJSON struct {
+	App         string               `json:"app"`
+	SHA         string               `json:"sha"`
+	Matches     bool                 `json:"matches"`
+	Differences []release.Difference `json:"differences"`
 }
 
 // resolveSHA expands an abbreviated sha to the one release it names.
@@ -143,6 +161,7 @@ func resolveSHA(store *release.Store, app, prefix string) (string, error) {
 
 func newReleasesGCCmd() *cobra.Command {
 	var configPath string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "gc APP",
 		Short: "Remove releases beyond keep_releases (never current nor the previous good one) and unused objects",
@@ -162,6 +181,10 @@ func newReleasesGCCmd() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(out, map[string]any{"app": args[0], "keep_releases": ac.KeepReleases, "removed": res.Removed,
+					"objects": res.Objects, "bytes": res.Bytes})
+			}
 			for _, sha := range res.Removed {
 				fmt.Fprintf(out, "removed release %s\n", abbrev.SHA(sha))
 			}
@@ -171,5 +194,6 @@ func newReleasesGCCmd() *cobra.Command {
 		},
 	}
 	configFlag(cmd, &configPath)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

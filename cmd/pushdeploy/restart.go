@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/admin"
+	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -48,9 +49,19 @@ func liveAgent(ctx context.Context, configPath, what string) (*admin.Client, err
 	}
 	c := admin.NewClient(cfg.AdminSocket)
 	if _, err := c.Status(ctx, "\x00probe"); errors.Is(err, admin.ErrAgentDown) {
-		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: systemctl start pushdeploy, or pushdeploy agent)", what, cfg.AdminSocket)
+		return nil, fmt.Errorf("%s needs the agent running: it goes through the app's deploy queue, and nothing answers on %s (start it: %s)", what, cfg.AdminSocket, startHint(configPath))
 	}
 	return c, nil
+}
+
+// startHint says how to start the agent that reads configPath: the packaged service,
+// pushdeploy.service, reads the default configuration; another file needs an agent of its
+// own.
+func startHint(configPath string) string {
+	if configPath == config.DefaultPath {
+		return "systemctl start pushdeploy, where the .deb is installed; or pushdeploy agent"
+	}
+	return "pushdeploy agent --config " + configPath
 }
 
 // follow prints the queued record and, unless noWait, waits for it to end, printing each
@@ -80,13 +91,5 @@ func follow(ctx context.Context, w io.Writer, c *admin.Client, d *state.Deploy, 
 			last = d.Status
 		}
 	}
-	switch d.Status {
-	case state.StatusSucceeded:
-		fmt.Fprintf(w, "%s succeeded in %s; history: pushdeploy history %s %s\n", d.Kind,
-			d.Finished.Sub(d.Started).Round(time.Millisecond), d.App, d.ID)
-		return nil
-	case state.StatusFailed:
-		return fmt.Errorf("%s %s failed (pushdeploy history %s %s): %s", d.Kind, d.ID, d.App, d.ID, d.Error)
-	}
-	return fmt.Errorf("%s %s did not run: %s: %s", d.Kind, d.ID, d.Status, d.Note)
+	return outcome(w, d)
 }

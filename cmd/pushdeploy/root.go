@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/coreos/go-systemd/v22/journal"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -15,6 +16,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/agent"
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/internal/journald"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -27,7 +29,9 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
-		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd())
+		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd(),
+		newLogsCmd(), newDeployCmd())
+	polishTree(root)
 	return root
 }
 
@@ -47,20 +51,26 @@ func loadConfig(path string) (*config.Config, error) {
 	return config.Load(path, env)
 }
 
-// logOutput picks JSON for machines and a readable console format on a terminal.
+// logOutput picks the journal's native protocol when stderr is the journal's stream (as
+// under systemd), a readable console format on a terminal, and JSON lines otherwise.
 func logOutput(format string, w *os.File) (io.Writer, error) {
 	switch format {
 	case "json":
 		return w, nil
 	case "console":
 		return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}, nil
+	case "journal":
+		return journald.NewWriter(w), nil
 	case "auto", "":
+		if ok, _ := journal.StderrIsJournalStream(); ok && w == os.Stderr {
+			return journald.NewWriter(w), nil
+		}
 		if term.IsTerminal(int(w.Fd())) {
 			return zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05"}, nil
 		}
 		return w, nil
 	}
-	return nil, fmt.Errorf("--log-format: want auto, json or console, got %q", format)
+	return nil, fmt.Errorf("--log-format: want auto, json, console or journal, got %q", format)
 }
 
 // backend is what the read and housekeeping commands need from the agent: a running agent
@@ -70,6 +80,7 @@ type backend interface {
 	History(ctx context.Context, app string, limit int) ([]state.Deploy, error)
 	Deploy(ctx context.Context, app, id string) (*state.Deploy, []byte, error)
 	GC(ctx context.Context, app string) (release.GCResult, error)
+	Follow(ctx context.Context, app, id string, from int64, emit func(line []byte, next int64) error) (*state.Deploy, error)
 }
 
 // connect loads the config and returns the running agent if it answers, else the data

@@ -25,7 +25,7 @@ var hexSHA = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 func newUnitsRenderCmd() *cobra.Command {
 	var app, releaseDir string
-	var user bool
+	var user, asJSON bool
 	cmd := &cobra.Command{
 		Use:   "render DIR",
 		Short: "Print the units the service.json in DIR would produce, without installing anything",
@@ -61,12 +61,25 @@ func newUnitsRenderCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				type file struct {
+					Name    string `json:"name"`
+					Content string `json:"content"`
+				}
+				out := make([]file, len(files))
+				for i, f := range files {
+					out[i] = file{f.Name, f.Content}
+				}
+				return printJSON(cmd.OutOrStdout(), map[string]any{"app": app, "release": releaseDir, "sha": opts.SHA,
+					"files": out, "skipped": spec.Skipped})
+			}
 			return printUnits(cmd.OutOrStdout(), spec, files)
 		},
 	}
 	cmd.Flags().StringVar(&app, "app", "", "app name used in unit names (default: DIR's base name)")
 	cmd.Flags().StringVar(&releaseDir, "release", "", "release directory the units run, not under /tmp (default: DIR)")
 	cmd.Flags().BoolVar(&user, "user", false, "render for a systemd user manager instead of the system manager")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON: the files with their names and contents")
 	return cmd
 }
 
@@ -82,6 +95,16 @@ func appName(base string) string {
 func printUnits(w io.Writer, spec *units.Spec, files []units.File) error {
 	for _, key := range spec.Skipped {
 		if _, err := fmt.Fprintf(w, "# ndm service %s has no scripts.start: no unit, as ndm made none\n\n", key); err != nil {
+			return err
+		}
+	}
+	for _, note := range spec.Notes {
+		if _, err := fmt.Fprintf(w, "# %s\n", note); err != nil {
+			return err
+		}
+	}
+	if len(spec.Notes) > 0 {
+		if _, err := fmt.Fprintln(w); err != nil {
 			return err
 		}
 	}

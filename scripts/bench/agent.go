@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/state"
 )
 
 // agentProc is the real `pushdeploy agent`, run as a child in its own process group with
@@ -138,18 +140,9 @@ func (a *agentProc) CLI(ctx context.Context, args ...string) ([]byte, error) {
 	return stdout.Bytes(), nil
 }
 
-// deployRecord is the part of the agent's Deploy JSON the bench reads.
+// deployRecord is a deploy as the agent's admin API answers it, with its own log.
 type deployRecord struct {
-	ID         string    `json:"id"`
-	SHA        string    `json:"sha"`
-	Status     string    `json:"status"`
-	Error      string    `json:"error"`
-	Note       string    `json:"note"`
-	FetchBytes int64     `json:"fetch_bytes"`
-	Queued     time.Time `json:"queued"`
-	Started    time.Time `json:"started"`
-	Finished   time.Time `json:"finished"`
-
+	state.Deploy
 	Log string `json:"-"` // the deploy's own log, JSON lines
 }
 
