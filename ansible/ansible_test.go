@@ -19,10 +19,12 @@ import (
 
 // What the lab's hosts are given.
 const (
-	hookSecret  = "lab-webhook-secret"
-	githubToken = "ghp_lab_hooks_token"
-	appPort     = 3000 // the demo app's first instance (service.json)
-	haproxyBind = 8080 // h1's haproxy frontend, from the role's haproxy piece
+	hookSecret   = "lab-webhook-secret"
+	githubToken  = "ghp_lab_hooks_token"
+	notifySecret = "lab-notify-secret"
+	uiToken      = "lab-ui-token"
+	appPort      = 3000 // the demo app's first instance (service.json)
+	haproxyBind  = 8080 // h1's haproxy frontend, from the role's haproxy piece
 )
 
 // labPackages are installed in the hosts' rootfs on top of the lab's minimal Debian:
@@ -31,9 +33,9 @@ const (
 // /bin/kill haproxy.service reloads with.
 var labPackages = []string{"haproxy", "procps"}
 
-// TestSite provisions two fresh lab hosts with site.yml from a package built by the
-// repository's own `make deb`, runs it again (nothing changes), checks that --check --diff
-// reports a change without making it, deploys the demo app on both with a git push, and
+// TestSite runs site.yml in check mode on two fresh lab hosts (nothing changes), provisions
+// them from a package built by the repository's own `make deb`, runs it again (nothing
+// changes), checks that --check --diff reports a change without making it, deploys the demo app on both with a git push, and
 // checks the GitHub stand-in holds exactly one webhook per host. Then wrong variables fail
 // the play, naming the variable, before anything changes.
 func TestSite(t *testing.T) {
@@ -50,10 +52,27 @@ func TestSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	gh := newFakeGitHub(t, ln, githubToken, "acme/hello", hookSecret)
+	if ln, err = lab.Listen("tcp", lab.BridgeIP.String()+":0"); err != nil {
+		t.Fatal(err)
+	}
+	target := newNotifyTarget(t, ln, notifySecret)
 
-	inv := inventory(hosts, deb, remote, gh.URL())
+	inv := inventory(hosts, labSetup{deb: deb, remote: remote, githubAPI: gh.URL(), notifyURL: target.URL()})
 	r := newRunner(t)
 	names := []string{hosts[0].Name, hosts[1].Name}
+
+	// --check --diff on fresh hosts: says what it would do, does nothing.
+	dry := r.run(inv, "--check", "--diff")
+	dry.mustSucceed(t, "check mode on fresh hosts", names...)
+	t.Logf("check mode on fresh hosts: %v; %s", dry.elapsed.Round(100*time.Millisecond), dry.recapLines())
+	for _, h := range hosts {
+		if dry.recap[h.Name].changed == 0 {
+			t.Errorf("check mode on fresh %s: changed=0, want the changes a real run makes", h.Name)
+		}
+		if out, err := h.Run(t.Context(), "sh", "-c", "dpkg-query -W pushdeploy || ls -d /etc/pushdeploy"); err == nil {
+			t.Errorf("check mode changed %s: %s", h.Name, out)
+		}
+	}
 
 	first := r.run(inv)
 	first.mustSucceed(t, "first run", names...)
@@ -66,9 +85,9 @@ func TestSite(t *testing.T) {
 			t.Errorf("%s: hello.secret mode and owner %q, want \"600 root\"", h.Name, got)
 		}
 	}
-	if strings.Contains(first.out, hookSecret) || strings.Contains(first.out, githubToken) {
-		t.Errorf("the play's output shows a secret:\n%s", first.out)
-	}
+	secrets := []string{hookSecret, githubToken, notifySecret, uiToken, target.URL()}
+	noSecrets(t, "check mode", dry.out, secrets)
+	noSecrets(t, "first run", first.out, secrets)
 	pids := mainPIDs(t, hosts)
 
 	second := r.run(inv)
@@ -82,8 +101,9 @@ func TestSite(t *testing.T) {
 	if got := mainPIDs(t, hosts); !slices.Equal(got, pids) {
 		t.Errorf("second run restarted the agent: MainPIDs %v, then %v", pids, got)
 	}
+	noSecrets(t, "second run", second.out, secrets)
 
-	t.Run("check diff", func(t *testing.T) { checkDiff(t, r, inv, hosts[0]) })
+	t.Run("check diff", func(t *testing.T) { checkDiff(t, r, inv, hosts[1]) }) // h1 shows no agent.yaml diff: its notify URL is a secret
 
 	// Both runs asked GitHub for the hooks; each host's was created once, never edited.
 	want := []string{webhookURL(hosts[0]), webhookURL(hosts[1])}
@@ -94,36 +114,72 @@ func TestSite(t *testing.T) {
 		t.Errorf("GitHub saw %d creates and %d edits, want 2 and 0", creates, edits)
 	}
 
-	t.Run("push deploys", func(t *testing.T) { pushDeploys(t, lab, hosts, bare, deb) })
+	t.Run("push deploys", func(t *testing.T) {
+		pushDeploys(t, lab, hosts, bare, deb)
+		// h1's notification target, from the role's pushdeploy_notify, hears of it, signed.
+		var events []string
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+			events = events[:0]
+			for _, ev := range target.received() {
+				events = append(events, ev.Event+" "+ev.App+" on "+ev.Host)
+			}
+			if slices.Contains(events, "succeeded hello on h1") {
+				break
+			}
+		}
+		if !slices.Contains(events, "succeeded hello on h1") {
+			t.Errorf("notifications received: %q, want \"succeeded hello on h1\"", events)
+		}
+	})
 	t.Run("wrong variables", func(t *testing.T) { wrongVariables(t, r, inv, hosts[0]) })
 }
 
+// labSetup is what the lab serves the hosts: the package, the git remote, GitHub's API
+// and a notification target.
+type labSetup struct{ deb, remote, githubAPI, notifyURL string }
+
 // inventory is the test's inventory: what a user writes (inventory.example.yml), with the
-// lab's hosts reached through nsenter, h1 given the haproxy piece.
-func inventory(hosts []*testenv.Host, deb, remote, githubAPI string) map[string]any {
+// lab's hosts reached through nsenter; h1 gets the haproxy piece and a notification target,
+// h2 the status page.
+func inventory(hosts []*testenv.Host, l labSetup) map[string]any {
 	hostVars := map[string]any{}
 	for _, h := range hosts {
-		app := map[string]any{"name": "hello", "repo": "acme/hello", "remote": remote, "secret": hookSecret}
-		if h.Name == "h1" {
-			app["haproxy"] = map[string]any{"port": appPort, "instances": 2, "check": "/health", "bind": fmt.Sprintf(":%d", haproxyBind)}
-		}
-		hostVars[h.Name] = map[string]any{
+		app := map[string]any{"name": "hello", "repo": "acme/hello", "remote": l.remote, "secret": hookSecret}
+		vars := map[string]any{
 			"ansible_connection":      "community.docker.nsenter",
 			"ansible_nsenter_pid":     h.Leader(),
 			"pushdeploy_public_url":   fmt.Sprintf("http://%s:5757", h.IP()),
 			"pushdeploy_apps":         []any{app},
 			"pushdeploy_systemd":      map[string]any{"settle": "500ms"},
-			"pushdeploy_package_file": deb,
+			"pushdeploy_package_file": l.deb,
 		}
+		switch h.Name {
+		case "h1":
+			app["haproxy"] = map[string]any{"port": appPort, "instances": 2, "check": "/health", "bind": fmt.Sprintf(":%d", haproxyBind)}
+			vars["pushdeploy_notify"] = []any{map[string]any{"url": l.notifyURL, "secret": notifySecret, "events": []string{"succeeded", "failed"}}}
+		case "h2":
+			vars["pushdeploy_ui"] = map[string]any{"listen": "127.0.0.1:5758", "token": uiToken}
+		}
+		hostVars[h.Name] = vars
 	}
 	return map[string]any{"pushdeploy": map[string]any{
 		"hosts": hostVars,
 		"vars": map[string]any{
 			"pushdeploy_github_token":    githubToken,
-			"pushdeploy_github_api_url":  githubAPI,
+			"pushdeploy_github_api_url":  l.githubAPI,
 			"pushdeploy_haproxy_install": false, // in the rootfs: the hosts have no network
 		},
 	}}
+}
+
+// noSecrets fails the test if a play's output shows one of secrets.
+func noSecrets(t *testing.T, what, out string, secrets []string) {
+	t.Helper()
+	for _, secret := range secrets {
+		if strings.Contains(out, secret) {
+			t.Errorf("%s: the play's output shows the secret %q:\n%s", what, secret, out)
+		}
+	}
 }
 
 // withApp returns a copy of inv where host's app is changed by edit.

@@ -43,12 +43,19 @@ type fakeHook struct {
 // newFakeGitHub serves on ln (in the lab, so the hosts reach it) until the test ends.
 func newFakeGitHub(t testing.TB, ln net.Listener, token, repo, secret string) *fakeGitHub {
 	f := &fakeGitHub{t: t, token: token, repo: repo, secret: secret, nextID: 4000}
-	f.srv = httptest.NewUnstartedServer(f)
-	f.srv.Listener.Close()
-	f.srv.Listener = ln
-	f.srv.Start()
-	t.Cleanup(f.srv.Close)
+	f.srv = serveOn(t, ln, f)
 	return f
+}
+
+// serveOn serves h on ln (a listener in the lab, where the hosts reach it) until the test
+// ends.
+func serveOn(t testing.TB, ln net.Listener, h http.Handler) *httptest.Server {
+	srv := httptest.NewUnstartedServer(h)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // URL is what `--api-url` takes.
