@@ -6,11 +6,16 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 BIN         := bin/pushdeploy
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build test test-unprivileged fuzz lint demo bench clean
+.PHONY: build deb test test-unprivileged fuzz lint demo bench clean
 
 # A static binary (no cgo: no libc to match on the host it is copied to).
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/pushdeploy
+
+# The Debian package dist/pushdeploy_<version>_amd64.deb, built by dpkg-deb (see
+# packaging/build-deb.sh for the version and what the package holds).
+deb:
+	GO=$(GO) packaging/build-deb.sh dist
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -52,4 +57,4 @@ bench: build
 	./scripts/bench.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

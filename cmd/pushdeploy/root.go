@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
 		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd(),
-		newLogsCmd(), newDeployCmd())
+		newLogsCmd(), newDeployCmd(), newConfigCmd())
 	polishTree(root)
 	return root
 }
@@ -48,8 +48,18 @@ func loadConfig(path string) (*config.Config, error) {
 			env.ConfigHome = filepath.Join(home, ".config")
 		}
 	}
-	return config.Load(path, env)
+	cfg, err := config.Load(path, env)
+	if err != nil {
+		return nil, configError{err}
+	}
+	return cfg, nil
 }
+
+// configError is an error in the configuration file (missing, unreadable or invalid):
+// main exits with exitConfig for it.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
 
 // logOutput picks the journal's native protocol when stderr is the journal's stream (as
 // under systemd), a readable console format on a terminal, and JSON lines otherwise.

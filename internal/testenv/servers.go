@@ -147,7 +147,15 @@ func GitHTTPToken(t testing.TB, root, token string) string {
 	})
 }
 
+// serveGitHTTP serves root with git http-backend, wrapped by wrap, on 127.0.0.1.
 func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
+	return serveGitHTTPOn(t, root, func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }, wrap)
+}
+
+// serveGitHTTPOn serves root with git http-backend, wrapped by wrap, on the listener
+// listen returns, and returns the server's base URL.
+func serveGitHTTPOn(t testing.TB, root string, listen func() (net.Listener, error), wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	needGit(t)
 	dir, err := execPath()
@@ -168,9 +176,9 @@ func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handle
 		Stderr: &testLogWriter{t: t, prefix: "git http-backend: "},
 	}
 	srv := httptest.NewUnstartedServer(wrap(h))
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listen()
 	if err != nil {
-		t.Fatalf("listen on 127.0.0.1: %v", err)
+		t.Fatalf("git http server: %v", err)
 	}
 	srv.Listener.Close()
 	srv.Listener = l
