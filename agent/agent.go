@@ -110,8 +110,8 @@ func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 // again the deploys that were accepted but not finished, and binds the webhook listener and
 // the admin socket.
 func (a *Agent) Open() (err error) {
-	if err := os.MkdirAll(a.cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := a.prepareDataDir(); err != nil {
+		return err
 	}
 	a.state, err = state.Open(a.dirs.StateDB(), false, a.cfg.HistoryLimit)
 	if err != nil {

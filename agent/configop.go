@@ -111,7 +111,6 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, se
 		return err
 	}
 	d.SHA, d.Previous = cur, cur
-	old := a.configEnv(ac.Name())
 	undo, changed, err := a.writeEnv(ac.Name(), cfg)
 	if err == nil && changed && cur == "" {
 		d.Note = "environment file written; no release yet"
@@ -126,7 +125,7 @@ func (a *Agent) configPipeline(ctx context.Context, ap *app, d *state.Deploy, se
 		return a.saveGood(ac.Name(), cfg)
 	}
 	log.Info().Int64("rev", cfg.Rev).Int("keys", len(cfg.Leaves)).Msg("environment file written")
-	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(ac.Name()), old, true, log)
+	eng, plan, err := a.restartPlan(ctx, d, true, log)
 	if errors.Is(err, admin.ErrNothingToDo) {
 		d.Note = "environment file written; no services running to restart"
 		return a.saveGood(ac.Name(), cfg)

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -225,11 +226,11 @@ func (a *Agent) GC(app string) (release.GCResult, error) {
 func (a *Agent) deployLogger(d *state.Deploy) (zerolog.Logger, func()) {
 	base := a.log.With().Str("app", d.App).Str("deploy", d.ID).Logger()
 	p := a.dirs.DeployLog(d.App, d.ID)
-	if err := os.MkdirAll(filepath.Dir(p), 0o750); err != nil {
+	if err := a.dirs.MkdirAll(filepath.Dir(p)); err != nil {
 		base.Error().Err(err).Msg("create deploy log")
 		return base, func() {}
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, datadir.ModePrivateFile)
 	if err != nil {
 		base.Error().Err(err).Msg("create deploy log")
 		return base, func() {}

@@ -19,6 +19,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
@@ -139,7 +140,7 @@ func (a *Agent) configForDeploy(ctx context.Context, ap *app, log zerolog.Logger
 // puts the previous file back (or removes it, when there was none).
 func (a *Agent) writeEnv(app string, cfg *appConfig) (restore func() error, changed bool, err error) {
 	p := a.dirs.EnvFile(app)
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+	if err := a.dirs.MkdirAll(filepath.Dir(p)); err != nil {
 		return nil, false, fmt.Errorf("write environment file of %s: %w", app, err)
 	}
 	old, err := os.ReadFile(p)
@@ -154,7 +155,7 @@ func (a *Agent) writeEnv(app string, cfg *appConfig) (restore func() error, chan
 			}
 			return nil
 		}
-		if err := atomicfile.Write(p, old, 0o600); err != nil {
+		if err := atomicfile.Write(p, old, datadir.ModePrivateFile); err != nil {
 			return fmt.Errorf("restore environment file of %s: %w", app, err)
 		}
 		return nil
@@ -162,7 +163,7 @@ func (a *Agent) writeEnv(app string, cfg *appConfig) (restore func() error, chan
 	if existed && bytes.Equal(old, cfg.Env) {
 		return restore, false, nil
 	}
-	if err := atomicfile.Write(p, cfg.Env, 0o600); err != nil {
+	if err := atomicfile.Write(p, cfg.Env, datadir.ModePrivateFile); err != nil {
 		return nil, false, fmt.Errorf("write environment file of %s: %w", app, err)
 	}
 	return restore, true, nil
@@ -177,7 +178,7 @@ func (a *Agent) saveGood(app string, cfg *appConfig) error {
 	if err != nil {
 		return fmt.Errorf("cache configuration of %s: %w", app, err)
 	}
-	if err := atomicfile.Write(a.dirs.GoodConfig(app), data, 0o600); err != nil {
+	if err := atomicfile.Write(a.dirs.GoodConfig(app), data, datadir.ModePrivateFile); err != nil {
 		return fmt.Errorf("cache configuration of %s: %w", app, err)
 	}
 	// It was healthy: whatever was reverted before is no longer what etcd holds.
@@ -207,7 +208,7 @@ func (a *Agent) saveBad(app string, cfg *appConfig, reason string) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(a.dirs.BadConfig(app), data, 0o600)
+	return atomicfile.Write(a.dirs.BadConfig(app), data, datadir.ModePrivateFile)
 }
 
 func (a *Agent) loadBad(app string) (*badConfig, error) {
@@ -250,27 +251,6 @@ func configStatus(cfg *config.Config, app string) *admin.ConfigStatus {
 		st.BadRev, st.BadWhy, st.BadSince = bad.Rev, bad.Reason, bad.At
 	}
 	return st
-}
-
-// configEnv is the app's environment file as NAME=value pairs, for command health checks;
-// nil without one.
-func (a *Agent) configEnv(app string) []string {
-	if a.envFiles(app) == nil {
-		return nil
-	}
-	data, err := os.ReadFile(a.dirs.EnvFile(app))
-	if err != nil {
-		return nil
-	}
-	vars, err := renv.ParseEnv(data)
-	if err != nil {
-		return nil
-	}
-	out := make([]string, 0, len(vars))
-	for k, v := range vars {
-		out = append(out, k+"="+v)
-	}
-	return out
 }
 
 // envFiles is what the app's units read besides their own settings: its environment file,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/rollout"
 	"github.com/pushdeploy/pushdeploy/rollout/systemd"
@@ -56,7 +57,7 @@ func (a *Agent) saveInstalled(app string, in *rollout.Installed) error {
 	if err != nil {
 		return fmt.Errorf("record installed units of %s: %w", app, err)
 	}
-	return atomicfile.Write(a.dirs.Units(app), data, 0o644)
+	return atomicfile.Write(a.dirs.Units(app), data, datadir.ModePrivateFile)
 }
 
 // haproxy is the app's place in haproxy for the rollout engine; nil when not configured.
@@ -73,7 +74,7 @@ func (a *Agent) haproxy(app string) *rollout.HAProxy {
 // when there is none or it runs no services. A previous release whose service.json no longer
 // loads is returned with its error, so a revert onto it is reported unverified instead of
 // counted healthy.
-func (a *Agent) previousRelease(d *state.Deploy, config []string) (*rollout.Release, error) {
+func (a *Agent) previousRelease(d *state.Deploy) (*rollout.Release, error) {
 	if d.Previous == "" {
 		return nil, nil
 	}
@@ -85,7 +86,7 @@ func (a *Agent) previousRelease(d *state.Deploy, config []string) (*rollout.Rele
 	if err != nil {
 		return nil, fmt.Errorf("previous release %.12s: %w", d.Previous, err)
 	}
-	return &rollout.Release{SHA: d.Previous, Dir: dir, Spec: spec, Config: config}, nil
+	return &rollout.Release{SHA: d.Previous, Dir: dir, Spec: spec}, nil
 }
 
 // startServices installs the release's units and rolls its instances over in health-checked
@@ -95,6 +96,10 @@ func (a *Agent) previousRelease(d *state.Deploy, config []string) (*rollout.Rele
 // health-checked them (unless a service's auto_revert is off), and the release is marked
 // bad with the reason, unless the agent is stopping.
 //
+// Under a system manager, a release its services could not enter (data_dir below a
+// directory other users cannot pass) fails before anything restarts, and is not marked bad:
+// the host is at fault, not the release.
+//
 // putBack (may be nil) runs when a failed rollout starts putting the previous release
 // back, before any instance restarts on it: it restores the previous environment file.
 func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.Release, putBack func(context.Context) error, log zerolog.Logger) (err error) {
@@ -102,14 +107,19 @@ func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.
 	if err != nil {
 		return err
 	}
-	config := a.configEnv(d.App)
 	spec, err := units.Load(rel.Dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
 		if prev == nil {
 			log.Info().Msg("no service.json: nothing to start")
 			return nil
 		}
-		return a.removeServices(ctx, d, prev, config, log)
+		return a.removeServices(ctx, d, prev, log)
+	}
+	if err == nil && a.cfg.Systemd.Scope != "user" {
+		// The host's problem, not the release's: it is not marked bad.
+		if err := reachable(rel.Dir); err != nil {
+			return err
+		}
 	}
 	// From here on a failure is the release's, and it is marked bad, except when the agent
 	// is stopping or cannot reach the manager.
@@ -137,8 +147,8 @@ func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.
 		noManager = true
 		return err
 	}
-	prevRel, perr := a.previousRelease(d, config)
-	plan, err := eng.Plan(d.App, rollout.Release{SHA: d.SHA, Dir: rel.Dir, Spec: spec, Config: config}, prevRel, a.haproxy(d.App), log)
+	prevRel, perr := a.previousRelease(d)
+	plan, err := eng.Plan(d.App, rollout.Release{SHA: d.SHA, Dir: rel.Dir, Spec: spec}, prevRel, a.haproxy(d.App), log)
 	if err != nil {
 		return err
 	}
@@ -163,13 +173,13 @@ func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.
 
 // removeServices drains and removes the services of the previous release, for a release
 // that no longer has a service.json: the previous release's must not go on.
-func (a *Agent) removeServices(ctx context.Context, d *state.Deploy, prev *rollout.Installed, config []string, log zerolog.Logger) error {
+func (a *Agent) removeServices(ctx context.Context, d *state.Deploy, prev *rollout.Installed, log zerolog.Logger) error {
 	eng, err := a.engine(ctx)
 	if err != nil {
 		return err
 	}
 	plan := &rollout.Plan{App: d.App, Log: log}
-	if prevRel, err := a.previousRelease(d, config); err == nil && prevRel != nil {
+	if prevRel, err := a.previousRelease(d); err == nil && prevRel != nil {
 		if plan, err = eng.Plan(d.App, *prevRel, nil, a.haproxy(d.App), log); err != nil {
 			return err
 		}
@@ -185,7 +195,7 @@ func (a *Agent) removeServices(ctx context.Context, d *state.Deploy, prev *rollo
 // set) batch after batch as its service.json's rollout says, each batch health-checked and
 // taken out of haproxy's rotation meanwhile.
 func (a *Agent) restartServices(ctx context.Context, d *state.Deploy, log zerolog.Logger) error {
-	eng, plan, err := a.restartPlan(ctx, d, a.configEnv(d.App), nil, false, log)
+	eng, plan, err := a.restartPlan(ctx, d, false, log)
 	if err != nil {
 		return err
 	}
@@ -194,10 +204,11 @@ func (a *Agent) restartServices(ctx context.Context, d *state.Deploy, log zerolo
 }
 
 // restartPlan plans a rolling restart of the installed instances of d's release (of
-// d.Service only, when set): the batches as service.json's rollout says, checked with
-// config. With reverting, prevConfig is the configuration a failed batch is put back on,
-// which the revert checks see.
-func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, config, prevConfig []string, reverting bool, log zerolog.Logger) (*rollout.Engine, *rollout.Plan, error) {
+// d.Service only, when set): the batches as service.json's rollout says, each checked. With
+// reverting, a failed batch is put back on the same release (and checked again), after the
+// plan's PutBack restored what changed: the checks run as units, so they read whatever
+// environment file is in place when they run.
+func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, reverting bool, log zerolog.Logger) (*rollout.Engine, *rollout.Plan, error) {
 	dir := a.store.ReleaseDir(d.App, d.SHA)
 	spec, err := units.Load(dir)
 	if errors.Is(err, units.ErrNoServiceFile) {
@@ -222,10 +233,10 @@ func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, config, prevCo
 	if err != nil {
 		return nil, nil, err
 	}
-	rel := rollout.Release{SHA: d.SHA, Dir: dir, Spec: spec, Config: config}
+	rel := rollout.Release{SHA: d.SHA, Dir: dir, Spec: spec}
 	var prev *rollout.Release
 	if reverting {
-		prev = &rollout.Release{SHA: d.SHA, Dir: dir, Spec: spec, Config: prevConfig}
+		prev = &rel
 	}
 	plan, err := eng.Plan(d.App, rel, prev, a.haproxy(d.App), log)
 	if err != nil {

@@ -1,7 +1,8 @@
 // Package health decides whether an instance of a service is healthy.
 //
-// A Probe checks one instance once (an HTTP GET, a TCP connect or a command, each bounded by
-// its own timeout); Wait decides whether one instance becomes healthy (its unit active and
+// A Probe checks one instance once (an HTTP GET or a TCP connect to 127.0.0.1:PORT, or a
+// command run by the probe the caller gives, each bounded by its own timeout); a command
+// check is the release's code, so this package never executes it; Wait decides whether one instance becomes healthy (its unit active and
 // not restarted, its probe passing continuously for a minimum time, all before a deadline),
 // and WaitAll does so for a batch in parallel.
 //

@@ -25,10 +25,7 @@ const (
 type Spec struct {
 	HTTP    string   // a path such as "/healthz", fetched from 127.0.0.1:PORT; 2xx is healthy
 	TCP     bool     // a connection to 127.0.0.1:PORT is accepted
-	Command []string // exits 0; a relative program is resolved from WorkDir in the release
-	// WorkDir is the service's working directory, relative to the release ("" is its root):
-	// a command check runs there, as the service's command does.
-	WorkDir string
+	Command []string // exits 0, run by the probe the caller gives ProbeFor
 	// Timeout bounds one check and Interval separates the starts of two checks; an instance
 	// must pass every check for MinHealthyTime, and get there within HealthyDeadline.
 	Timeout, Interval, MinHealthyTime, HealthyDeadline time.Duration

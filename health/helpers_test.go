@@ -6,10 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,48 +178,4 @@ func unitStates(steps ...step) func(context.Context) (UnitState, error) {
 // active is a running unit with main process pid.
 func active(pid uint32) UnitState {
 	return UnitState{ActiveState: "active", SubState: "running", MainPID: pid}
-}
-
-// writeScript writes an executable shell script into dir/name.
-func writeScript(t testing.TB, dir, name, body string) string {
-	t.Helper()
-	path := filepath.Join(dir, name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// readPID reads a pid a script wrote into path.
-func readPID(t testing.TB, path string) int {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("read pid file: %v", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatalf("pid file %s: %v", path, err)
-	}
-	return pid
-}
-
-// gone waits up to 2s for process pid to be gone: no such process, or a zombie nobody
-// reaped yet (in a container, PID 1 may not reap orphans).
-func gone(pid int) bool {
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		// pid (comm) S ...: the state follows the last ')'.
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 && strings.HasPrefix(s[i+1:], " Z") {
-			return true
-		}
-	}
-	return false
 }

@@ -8,25 +8,21 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 // Probe checks one instance once. Check returns nil when the instance answered as a healthy
 // one does, or an error saying what was seen instead, such as
 // "GET http://127.0.0.1:3001/health: status 503: <start of the body>",
 // "dial tcp 127.0.0.1:3001: connect: connection refused",
-// "GET http://127.0.0.1:3001/health: timed out after 2s" or
-// `command ["bin/check"] exited 3: <end of its output>`.
+// "GET http://127.0.0.1:3001/health: timed out after 2s" or, from the probe package rollout
+// gives for a command check, `command ["bin/check"] in pushdeploy-web-web.check@1.service:
+// job failed (Result exit-code); last 5 journal lines: …`.
 //
 // Every check is bounded by ctx's deadline, which is the probe's timeout: a check that does
 // not finish by then returns an error wrapping ErrTimeout, "timed out after <the time it
@@ -44,26 +40,20 @@ const (
 	maxBody = 64 << 10
 	// bodyExcerpt is how much of an unhealthy answer's body its error quotes.
 	bodyExcerpt = 200
-	// outputTail is how much of a failed command's output (the end) its error quotes.
-	outputTail = 512
 )
 
-// defaultPath is the search path for a bare command name when env has no PATH: systemd's
-// own, which is where the service's command is looked up too.
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// ProbeFor returns the probe spec asks for, for the instance listening on port (its PORT),
-// of the release in releaseDir:
+// ProbeFor returns the probe spec asks for, for the instance listening on port (its PORT):
 //   - HTTP: HTTPProbe(port, spec.HTTP).
 //   - TCP: TCPProbe(port).
-//   - Command: CommandProbe in releaseDir/spec.WorkDir with env, as the service's command
-//     runs: a program with a slash is resolved from there and must stay inside releaseDir; a
-//     bare name is looked up in env's PATH, or in systemd's search path when env has none.
+//   - Command: command(spec.Command). This package never runs a command check itself: it is
+//     the release's code, and must run where the service runs, as its user, in its sandbox,
+//     never with the rights of the process that checks (package rollout starts it as a
+//     unit of the service manager). The caller says how.
 //   - None of them: nil and no error; Wait then decides by the unit's state alone.
 //
 // It returns an error when more than one is set, when an HTTP or TCP check has no valid
-// port, and when a command is empty or its program would leave the release.
-func ProbeFor(spec Spec, port int, releaseDir string, env []string) (Probe, error) {
+// port, and when a command is empty or the caller gave no way to run one.
+func ProbeFor(spec Spec, port int, command func(argv []string) Probe) (Probe, error) {
 	n := 0
 	for _, set := range []bool{spec.HTTP != "", spec.TCP, spec.Command != nil} {
 		if set {
@@ -84,22 +74,12 @@ func ProbeFor(spec Spec, port int, releaseDir string, env []string) (Probe, erro
 		return HTTPProbe(port, spec.HTTP), nil
 	case spec.TCP:
 		return TCPProbe(port), nil
-	}
-	if len(spec.Command) == 0 || spec.Command[0] == "" {
+	case len(spec.Command) == 0 || spec.Command[0] == "":
 		return nil, errors.New("health check: command must not be empty")
+	case command == nil:
+		return nil, errors.New("health check: a command check needs a runner")
 	}
-	if spec.WorkDir != "" && !filepath.IsLocal(spec.WorkDir) {
-		return nil, fmt.Errorf("health check: workdir %q must stay inside the release", spec.WorkDir)
-	}
-	dir := filepath.Join(releaseDir, spec.WorkDir)
-	argv := append([]string(nil), spec.Command...)
-	if p := argv[0]; strings.Contains(p, "/") && !filepath.IsAbs(p) {
-		if !filepath.IsLocal(filepath.Join(spec.WorkDir, p)) {
-			return nil, fmt.Errorf("health check: relative program %q must stay inside the release", p)
-		}
-		argv[0] = filepath.Join(dir, p)
-	}
-	return CommandProbe(argv, dir, env), nil
+	return command(slices.Clone(spec.Command)), nil
 }
 
 // HTTPProbe checks that GET http://127.0.0.1:<port><path> answers 2xx. Redirects are not
@@ -128,7 +108,7 @@ type httpProbe struct {
 func (p *httpProbe) String() string { return "GET " + p.url }
 
 func (p *httpProbe) Check(ctx context.Context) error {
-	limit := timeLeft(ctx)
+	limit := TimeLeft(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", p.url, err)
@@ -139,7 +119,7 @@ func (p *httpProbe) Check(ctx context.Context) error {
 		if ue, ok := errors.AsType[*url.Error](err); ok {
 			err = ue.Err
 		}
-		return probeErr(ctx, "GET "+p.url, limit, err)
+		return ProbeError(ctx, "GET "+p.url, limit, err)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	resp.Body.Close()
@@ -147,7 +127,7 @@ func (p *httpProbe) Check(ctx context.Context) error {
 		return fmt.Errorf("GET %s: status %d: %s", p.url, resp.StatusCode, excerpt(body, bodyExcerpt))
 	}
 	if err != nil {
-		return probeErr(ctx, "GET "+p.url+": read body", limit, err)
+		return ProbeError(ctx, "GET "+p.url+": read body", limit, err)
 	}
 	return nil
 }
@@ -162,109 +142,31 @@ type tcpProbe struct{ addr string }
 func (p *tcpProbe) String() string { return "connect " + p.addr }
 
 func (p *tcpProbe) Check(ctx context.Context) error {
-	limit := timeLeft(ctx)
+	limit := TimeLeft(ctx)
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", p.addr)
 	switch {
 	case err != nil && ctx.Err() != nil:
-		return probeErr(ctx, "dial tcp "+p.addr, limit, err)
+		return ProbeError(ctx, "dial tcp "+p.addr, limit, err)
 	case err != nil:
 		return err // "dial tcp 127.0.0.1:3001: connect: connection refused"
 	}
 	return c.Close()
 }
 
-// CommandProbe checks that argv exits 0. It is executed without a shell, in dir, with exactly
-// env as its environment (nil is an empty one, never the agent's). A program without a slash
-// is looked up in env's PATH, or in systemd's search path when env has none; a relative one
-// with a slash is taken from dir.
-//
-// The command runs in its own process group. At the timeout the whole group is killed
-// (SIGKILL), so a check leaves nothing running; the group is killed as well once the
-// command exits, so a background process it started does not outlive the check. The error of
-// a failed command ends with the last 512 bytes of its output (stdout and stderr).
-func CommandProbe(argv []string, dir string, env []string) Probe {
-	return &commandProbe{argv: append([]string(nil), argv...), dir: dir, env: append([]string{}, env...)}
-}
-
-type commandProbe struct {
-	argv []string
-	dir  string
-	env  []string
-}
-
-func (p *commandProbe) String() string { return fmt.Sprintf("command %q", p.argv) }
-
-func (p *commandProbe) Check(ctx context.Context) error {
-	what := p.String()
-	limit := timeLeft(ctx)
-	if len(p.argv) == 0 {
-		return fmt.Errorf("%s: empty command", what)
-	}
-	path, err := p.lookPath()
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	cmd := exec.CommandContext(ctx, path, p.argv[1:]...)
-	cmd.Args[0] = p.argv[0]
-	cmd.Dir, cmd.Env = p.dir, p.env
-	out := &tail{max: outputTail}
-	werr := procgroup.Run(cmd, out, syscall.SIGKILL)
-	if ctx.Err() != nil {
-		return probeErr(ctx, what, limit, ctx.Err())
-	}
-	if werr == nil {
-		return nil
-	}
-	if ee, ok := errors.AsType[*exec.ExitError](werr); ok {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return fmt.Errorf("%s killed by signal %v: %s", what, ws.Signal(), out.text())
-		}
-		return fmt.Errorf("%s exited %d: %s", what, ee.ExitCode(), out.text())
-	}
-	return fmt.Errorf("%s: %w", what, werr)
-}
-
-// lookPath finds the program to execute: a name with a slash as is (relative to dir), a bare
-// name in env's PATH or systemd's search path.
-func (p *commandProbe) lookPath() (string, error) {
-	name := p.argv[0]
-	if strings.Contains(name, "/") {
-		if !filepath.IsAbs(name) {
-			name = filepath.Join(p.dir, name)
-		}
-		return name, nil
-	}
-	search := defaultPath
-	for _, kv := range p.env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			search = v
-		}
-	}
-	for _, d := range filepath.SplitList(search) {
-		if !filepath.IsAbs(d) {
-			continue // never the working directory, whatever PATH says
-		}
-		f := filepath.Join(d, name)
-		if st, err := os.Stat(f); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return f, nil
-		}
-	}
-	return "", fmt.Errorf("%s not found in %s", name, search)
-}
-
-// timeLeft is how long ctx gives a check, for the "timed out after" message; zero when ctx
-// has no deadline.
-func timeLeft(ctx context.Context) time.Duration {
+// TimeLeft is how long ctx gives a check, for ProbeError's "timed out after" message; zero
+// when ctx has no deadline. A probe reads it when its check starts.
+func TimeLeft(ctx context.Context) time.Duration {
 	if d, ok := ctx.Deadline(); ok {
 		return time.Until(d)
 	}
 	return 0
 }
 
-// probeErr describes err from the check what: a timeout when ctx's deadline passed, ctx's
-// cause when it was cancelled, err otherwise.
-func probeErr(ctx context.Context, what string, limit time.Duration, err error) error {
+// ProbeError describes err from the check what, for a Probe's Check: "what: timed out after
+// <limit>" (wrapping ErrTimeout) when ctx's deadline passed, ctx's cause when it was
+// cancelled, "what: err" otherwise. limit is TimeLeft when the check started.
+func ProbeError(ctx context.Context, what string, limit time.Duration, err error) error {
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		if limit <= 0 {
@@ -323,38 +225,4 @@ func oneLine(s string) string {
 		return r
 	}, s)
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// tail keeps the last max bytes written to it. It is not safe for concurrent use: one
-// goroutine copies a command's output into it.
-type tail struct {
-	max int
-	buf []byte
-	cut bool
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-		t.cut = true
-	}
-	return len(p), nil
-}
-
-func (t *tail) text() string {
-	b := t.buf
-	if t.cut {
-		for len(b) > 0 && !utf8.RuneStart(b[0]) {
-			b = b[1:]
-		}
-	}
-	s := oneLine(string(b))
-	switch {
-	case s == "":
-		return "(no output)"
-	case t.cut:
-		return "… " + s
-	}
-	return s
 }

@@ -8,14 +8,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 func TestHTTPProbe_Check(t *testing.T) {
@@ -139,119 +136,29 @@ func TestTCPProbe_Check(t *testing.T) {
 	}
 }
 
-func TestCommandProbe_Check(t *testing.T) {
-	bin := t.TempDir()
-	writeScript(t, bin, "my-check", "exit 0\n")
+func TestProbeFor(t *testing.T) {
+	run := func(argv []string) Probe { return commandStub(argv) }
 	tests := []struct {
 		name string
-		argv []string
-		env  []string
-		want string // "" healthy, else the error's end (or all of it, see exact)
-	}{
-		{name: "exit 0", argv: []string{"sh", "-c", "exit 0"}},
-		{name: "exit 3 quotes output", argv: []string{"sh", "-c", "echo starting; echo db down >&2; exit 3"},
-			want: `command ["sh" "-c" "echo starting; echo db down >&2; exit 3"] exited 3: starting db down`},
-		{name: "no output", argv: []string{"sh", "-c", "exit 1"}, want: "exited 1: (no output)"},
-		{name: "output tail", argv: []string{"sh", "-c", `i=0; while [ $i -lt 2000 ]; do echo line$i; i=$((i+1)); done; exit 1`},
-			want: "line1998 line1999"},
-		{name: "signal", argv: []string{"sh", "-c", "kill -TERM $$"}, want: "killed by signal terminated: (no output)"},
-		{name: "env is passed", argv: []string{"sh", "-c", `test "$PORT" = 3001`}, env: []string{"PORT=3001"}},
-		{name: "agent env is not", argv: []string{"sh", "-c", `test -z "$HOME$PUSHDEPLOY_TEST_SECRET"`}},
-		{name: "PATH from env", argv: []string{"my-check"}, env: []string{"PATH=" + bin}},
-		{name: "not found", argv: []string{"no-such-check-program"},
-			want: `command ["no-such-check-program"]: no-such-check-program not found in ` + defaultPath},
-	}
-	t.Setenv("PUSHDEPLOY_TEST_SECRET", "s3cret")
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := CommandProbe(tt.argv, t.TempDir(), tt.env).Check(timeoutCtx(t, 5*time.Second))
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("Check: got %v, want healthy", err)
-			case tt.want != "" && (err == nil || !strings.HasSuffix(err.Error(), tt.want)):
-				t.Fatalf("Check: got %v, want it to end with %q", err, tt.want)
-			}
-			if tt.name == "output tail" && (len(err.Error()) > 700 || strings.Contains(err.Error(), "line0 ")) {
-				t.Errorf("Check: got %d bytes %q…, want only the output's tail", len(err.Error()), err.Error()[:100])
-			}
-		})
-	}
-}
-
-// TestCommandProbe_Check_killsGroup runs a check that outlives its timeout with a child in
-// the background: both must be gone once Check returns.
-func TestCommandProbe_Check_killsGroup(t *testing.T) {
-	dir := t.TempDir()
-	script := writeScript(t, dir, "check", `sleep 30 &
-echo $! > "$1"
-echo $$ > "$2"
-sleep 30
-`)
-	childFile, shellFile := filepath.Join(dir, "child.pid"), filepath.Join(dir, "shell.pid")
-	p := CommandProbe([]string{script, childFile, shellFile}, dir, nil)
-	const timeout = 300 * time.Millisecond
-	begin := time.Now()
-	err := p.Check(timeoutCtx(t, timeout))
-	took := time.Since(begin)
-	if !errors.Is(err, ErrTimeout) || !strings.HasSuffix(err.Error(), "timed out after 300ms") {
-		t.Fatalf("Check: got %v, want timed out after 300ms", err)
-	}
-	if took > timeout+procgroup.OutputGrace+time.Second {
-		t.Errorf("Check took %v, want about %v", took, timeout)
-	}
-	for _, f := range []string{shellFile, childFile} {
-		if pid := readPID(t, f); !gone(pid) {
-			t.Errorf("process %d (%s) still runs after the timeout", pid, filepath.Base(f))
-		}
-	}
-}
-
-// TestCommandProbe_Check_backgroundChild runs a check that exits 0 at once but leaves a
-// child holding its output: Check must not wait for the child, and the child must be gone.
-func TestCommandProbe_Check_backgroundChild(t *testing.T) {
-	dir := t.TempDir()
-	childFile := filepath.Join(dir, "child.pid")
-	p := CommandProbe([]string{"sh", "-c", `sleep 30 & echo $! > "$0"; exit 0`, childFile}, dir, nil)
-	begin := time.Now()
-	if err := p.Check(timeoutCtx(t, 10*time.Second)); err != nil {
-		t.Fatalf("Check: got %v, want healthy", err)
-	}
-	if took := time.Since(begin); took > 2*time.Second {
-		t.Errorf("Check took %v, want it not to wait for the background child", took)
-	}
-	if pid := readPID(t, childFile); !gone(pid) {
-		t.Errorf("background child %d still runs", pid)
-	}
-}
-
-func TestProbeFor(t *testing.T) {
-	rel := "/srv/app/releases/abc"
-	tests := []struct {
-		name    string
-		spec    Spec
-		port    int
-		want    string // the probe's String(), "" for no probe
-		wantDir string
-		err     string
+		spec Spec
+		port int
+		run  func([]string) Probe
+		want string // the probe's String(), "" for no probe
+		err  string
 	}{
 		{name: "http", spec: Spec{HTTP: "/healthz"}, port: 3001, want: "GET http://127.0.0.1:3001/healthz"},
 		{name: "tcp", spec: Spec{TCP: true}, port: 3002, want: "connect 127.0.0.1:3002"},
-		{name: "relative command", spec: Spec{Command: []string{"bin/check", "-v"}}, want: `command ["` + rel + `/bin/check" "-v"]`, wantDir: rel},
-		{name: "command from workdir", spec: Spec{Command: []string{"../bin/check"}, WorkDir: "web"},
-			want: `command ["` + rel + `/bin/check"]`, wantDir: rel + "/web"},
-		{name: "bare name", spec: Spec{Command: []string{"curl", "-f"}}, want: `command ["curl" "-f"]`, wantDir: rel},
-		{name: "absolute", spec: Spec{Command: []string{"/usr/bin/check"}}, want: `command ["/usr/bin/check"]`, wantDir: rel},
+		{name: "command", spec: Spec{Command: []string{"bin/check", "-v"}}, run: run, want: `stub ["bin/check" "-v"]`},
 		{name: "none", spec: Spec{Timeout: time.Second}},
-		{name: "escapes the release", spec: Spec{Command: []string{"../check"}}, err: `relative program "../check" must stay inside the release`},
-		{name: "workdir escapes", spec: Spec{Command: []string{"check"}, WorkDir: "../x"}, err: "workdir"},
-		{name: "empty command", spec: Spec{Command: []string{}}, err: "command must not be empty"},
+		{name: "command without runner", spec: Spec{Command: []string{"bin/check"}}, err: "a command check needs a runner"},
+		{name: "empty command", spec: Spec{Command: []string{}}, run: run, err: "command must not be empty"},
 		{name: "two checks", spec: Spec{HTTP: "/", TCP: true}, port: 3000, err: "got 2"},
 		{name: "http without port", spec: Spec{HTTP: "/"}, err: "needs a port"},
 		{name: "http bad path", spec: Spec{HTTP: "healthz"}, port: 3000, err: "must start with /"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := ProbeFor(tt.spec, tt.port, rel, nil)
+			p, err := ProbeFor(tt.spec, tt.port, tt.run)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("ProbeFor: got %v, %v; want error with %q", p, err, tt.err)
@@ -270,27 +177,35 @@ func TestProbeFor(t *testing.T) {
 			if got := p.(fmt.Stringer).String(); got != tt.want {
 				t.Errorf("ProbeFor: got %s, want %s", got, tt.want)
 			}
-			if c, ok := p.(*commandProbe); ok && c.dir != tt.wantDir {
-				t.Errorf("ProbeFor: command runs in %s, want %s", c.dir, tt.wantDir)
-			}
 		})
 	}
 }
 
-// TestProbeFor_commandRuns runs a release's own check program through ProbeFor.
-func TestProbeFor_commandRuns(t *testing.T) {
-	rel := t.TempDir()
-	writeScript(t, rel, "bin/check", `test "$PORT" = 3001 && test "$(pwd)" = "$1"`+"\n")
-	p, err := ProbeFor(Spec{Command: []string{"../bin/check", filepath.Join(rel, "web")}, WorkDir: "web"}, 3001, rel,
-		[]string{"PORT=3001"})
-	if err != nil {
-		t.Fatal(err)
+// commandStub stands for the caller's command runner.
+type commandStub []string
+
+func (c commandStub) String() string                  { return fmt.Sprintf("stub %q", []string(c)) }
+func (c commandStub) Check(ctx context.Context) error { return nil }
+
+// TestProbeFor_command hands a command check to the runner the caller gives, with a copy
+// of its argv: this package never executes it.
+func TestProbeFor_command(t *testing.T) {
+	var got []string
+	run := func(argv []string) Probe {
+		got = argv
+		return TCPProbe(1)
 	}
-	if err := os.Mkdir(filepath.Join(rel, "web"), 0o755); err != nil {
-		t.Fatal(err)
+	spec := Spec{Command: []string{"bin/check", "-v"}}
+	p, err := ProbeFor(spec, 0, run)
+	if err != nil || p == nil {
+		t.Fatalf("ProbeFor: got %v, %v; want the runner's probe", p, err)
 	}
-	if err := p.Check(timeoutCtx(t, 5*time.Second)); err != nil {
-		t.Fatalf("Check: got %v, want healthy", err)
+	if !slices.Equal(got, spec.Command) {
+		t.Errorf("runner got %q, want %q", got, spec.Command)
+	}
+	got[0] = "changed"
+	if spec.Command[0] != "bin/check" {
+		t.Errorf("the runner's argv shares the spec's")
 	}
 }
 

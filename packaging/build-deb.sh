@@ -57,8 +57,11 @@ trap 'rm -rf "$stage"' EXIT
 pkg=$stage/pkg
 doc=$pkg/usr/share/doc/pushdeploy
 install -d -m 0755 "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" \
-	"$pkg/etc/pushdeploy" "$pkg/var/lib/pushdeploy" "$doc" "$pkg/usr/share/man/man1" \
+	"$pkg/etc/pushdeploy" "$doc" "$pkg/usr/share/man/man1" \
 	"$pkg/usr/share/lintian/overrides"
+# 0711, as the agent keeps it (internal/datadir): the apps' dynamic users pass through to
+# their releases, nobody lists what is deployed.
+install -d -m 0711 "$pkg/var/lib/pushdeploy"
 
 # The binary reports the package's version (`pushdeploy version`).
 make -s -C "$root" build BIN="$pkg/usr/bin/pushdeploy" VERSION="$version" GO="$GO"

@@ -71,7 +71,7 @@ func TestDeb(t *testing.T) {
 /lib/systemd/system/pushdeploy.service 644 root:root
 /etc/pushdeploy 755 root:root
 /etc/pushdeploy/agent.yaml 644 root:root
-/var/lib/pushdeploy 755 root:root
+/var/lib/pushdeploy 711 root:root
 /usr/share/doc/pushdeploy/copyright 644 root:root
 /usr/share/doc/pushdeploy/changelog.Debian.gz 644 root:root
 /usr/share/doc/pushdeploy/README.Debian 644 root:root
@@ -253,9 +253,6 @@ apps:
 	if got := run(t, h, "pushdeploy", "config", "check"); got != "/etc/pushdeploy/agent.yaml: ok, apps: demo" {
 		t.Errorf("pushdeploy config check: %s", got)
 	}
-	// Until the agent creates apps/ and apps/<app>/ 0755 itself (#10 item 4, branch
-	// sysscope), a dynamic user could not enter its release: create them first.
-	run(t, h, "install", "-d", "-m", "0755", "/var/lib/pushdeploy/apps", "/var/lib/pushdeploy/apps/demo")
 
 	if typ := prop(t, h, agentUnit, "Type"); typ != "notify" {
 		t.Fatalf("%s: Type=%s, want notify", agentUnit, typ)

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 )
 
 // Info is what the agent records about why a release was made.
@@ -42,7 +43,7 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 	if err != nil {
 		return Release{}, err
 	}
-	if err := os.MkdirAll(s.dirs.Releases(app), 0o755); err != nil {
+	if err := s.dirs.MkdirAll(s.dirs.Releases(app)); err != nil {
 		return Release{}, fmt.Errorf("create releases dir: %w", err)
 	}
 	tmp, err := os.MkdirTemp(s.dirs.Releases(app), ".build-"+sha[:12]+"-")
@@ -55,7 +56,7 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	if err := os.Chmod(tmp, datadir.ModeRelease); err != nil {
 		return Release{}, fmt.Errorf("create release dir: %w", err)
 	}
 	root, err := unix.Open(tmp, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -115,12 +116,17 @@ func (b *builder) writeTree(dirfd int, prefix string, t *object.Tree) error {
 			if err != nil {
 				return fmt.Errorf("%s: read tree: %w", p, err)
 			}
-			if err := unix.Mkdirat(dirfd, e.Name, 0o755); err != nil {
+			if err := unix.Mkdirat(dirfd, e.Name, uint32(datadir.ModeRelease)); err != nil {
 				return fmt.Errorf("%s: mkdir: %w", p, err)
 			}
 			fd, err := unix.Openat(dirfd, e.Name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
 				return fmt.Errorf("%s: open: %w", p, err)
+			}
+			// Whatever the agent's umask: the release's services (other users) read it.
+			if err := unix.Fchmod(fd, uint32(datadir.ModeRelease)); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("%s: chmod: %w", p, err)
 			}
 			err = b.writeTree(fd, p, sub)
 			unix.Close(fd)

@@ -16,6 +16,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage"
 	"github.com/go-git/go-git/v5/storage/memory"
+
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 )
 
 var (
@@ -53,7 +55,15 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 	}
 	repo, err := git.PlainOpen(dir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		// Private: a cache holds every commit fetched, files no release has any more among
+		// them. Its parents are on the way to the app's releases (datadir's modes).
+		if err := os.MkdirAll(filepath.Dir(dir), datadir.ModeTraverse); err != nil {
+			return nil, fmt.Errorf("create cache %s: %w", dir, err)
+		}
+		if err := os.Mkdir(dir, datadir.ModePrivate); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create cache %s: %w", dir, err)
+		}
+		if err := os.Chmod(dir, datadir.ModePrivate); err != nil {
 			return nil, fmt.Errorf("create cache %s: %w", dir, err)
 		}
 		repo, err = git.PlainInit(dir, true)

@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"syscall"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
@@ -131,15 +132,17 @@ func (ch *checker) tree(dir, prefix string, t *object.Tree) error {
 	return nil
 }
 
-// hashFile computes the git blob id of a file, the same way git hash-object does.
+// hashFile computes the git blob id of a file, the same way git hash-object does. The file
+// was seen regular; it is opened without following a symlink or waiting on a FIFO, and
+// read no further than size, so one swapped in meanwhile cannot lead the check astray.
 func hashFile(p string, size int64) (plumbing.Hash, error) {
-	f, err := os.Open(p)
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
 	defer f.Close()
 	h := plumbing.NewHasher(plumbing.BlobObject, size)
-	if _, err := io.Copy(h, f); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(f, size)); err != nil {
 		return plumbing.ZeroHash, err
 	}
 	return h.Sum(), nil

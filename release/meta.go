@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
 )
 
 // Mark is the verdict on a release: good once it has run healthy, bad when it failed.
@@ -38,14 +39,14 @@ type Release struct {
 
 func (s *Store) writeMeta(app string, r Release) error {
 	r.Current, r.Dir = false, ""
-	if err := os.MkdirAll(filepath.Dir(s.dirs.Meta(app, r.SHA)), 0o755); err != nil {
+	if err := s.dirs.MkdirAll(filepath.Dir(s.dirs.Meta(app, r.SHA))); err != nil {
 		return fmt.Errorf("write release metadata: %w", err)
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("write release metadata: %w", err)
 	}
-	return atomicfile.Write(s.dirs.Meta(app, r.SHA), append(data, '\n'), 0o644)
+	return atomicfile.Write(s.dirs.Meta(app, r.SHA), append(data, '\n'), datadir.ModePrivateFile)
 }
 
 // release reads what is known of one existing release.

@@ -40,10 +40,10 @@ func (s *Store) ReleaseDir(app, sha string) string { return s.dirs.Release(app, 
 // lockObjects takes the object store lock: shared while releases add and link objects,
 // exclusive while gc removes unlinked ones, across processes (the CLI's gc and the agent).
 func (s *Store) lockObjects(exclusive bool) (unlock func(), err error) {
-	if err := os.MkdirAll(s.dirs.Objects(), 0o755); err != nil {
+	if err := s.dirs.MkdirAll(s.dirs.Objects()); err != nil {
 		return nil, fmt.Errorf("create object store: %w", err)
 	}
-	f, err := os.OpenFile(s.dirs.ObjectsLock(), os.O_CREATE|os.O_RDONLY, 0o600)
+	f, err := os.OpenFile(s.dirs.ObjectsLock(), os.O_CREATE|os.O_RDONLY, datadir.ModePrivateFile)
 	if err != nil {
 		return nil, fmt.Errorf("lock object store: %w", err)
 	}
@@ -69,11 +69,11 @@ func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, erro
 	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == blob.Size {
 		return path, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	if err := s.dirs.MkdirAll(filepath.Dir(path)); err != nil {
 		return "", fmt.Errorf("create object dir: %w", err)
 	}
 	tmpDir := s.dirs.ObjectsTmp()
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+	if err := s.dirs.MkdirAll(tmpDir); err != nil {
 		return "", fmt.Errorf("create object dir: %w", err)
 	}
 	f, err := os.CreateTemp(tmpDir, "obj-*")
@@ -103,7 +103,9 @@ func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, erro
 	return path, nil
 }
 
-// objectMode is read-only: a release can never be edited in place by its service.
+// objectMode is read-only: a release can never be edited in place by its service. It is
+// readable by all: objects are hard-linked into releases, which their services (other
+// users) read; objects/ itself is private (datadir's modes).
 func objectMode(exec bool) os.FileMode {
 	if exec {
 		return 0o555

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -20,16 +19,14 @@ type Release struct {
 	SHA  string
 	Dir  string
 	Spec *units.Spec
-	// Config is the app's configuration as NAME=value (its environment file), which the
-	// units read too, so a command check sees what the service sees.
-	Config []string
 }
 
 // short is the release's abbreviated commit, for logs.
 func (r Release) short() string { return abbrev.SHA(r.SHA) }
 
 // checks builds the health check of every instance of r's services that have a health
-// block. An instance without one is not in the map: settling is all it has to pass.
+// block. An instance without one is not in the map: settling is all it has to pass. A
+// command check runs as the instance's check unit (unitCheck), never in the agent.
 func (e *Engine) checks(app string, r Release) (map[string]health.Instance, error) {
 	out := map[string]health.Instance{}
 	for _, in := range units.InstancesOf(r.Spec, app) {
@@ -37,9 +34,12 @@ func (e *Engine) checks(app string, r Release) (map[string]health.Instance, erro
 		if h == nil {
 			continue
 		}
-		spec := health.Spec{HTTP: h.HTTP, TCP: h.TCP, Command: h.Command, WorkDir: in.Service.WorkDir,
+		spec := health.Spec{HTTP: h.HTTP, TCP: h.TCP, Command: h.Command,
 			Timeout: h.Timeout, Interval: h.Interval, MinHealthyTime: h.MinHealthyTime, HealthyDeadline: h.HealthyDeadline}
-		probe, err := health.ProbeFor(spec, in.Port, r.Dir, probeEnv(r, app, in))
+		checkUnit := units.CheckUnitName(app, in.Service.Name, in.N)
+		probe, err := health.ProbeFor(spec, in.Port, func(argv []string) health.Probe {
+			return &unitCheck{m: e.Manager, unit: checkUnit, argv: argv}
+		})
 		if err != nil {
 			return nil, fmt.Errorf("services.%s.health: %w", in.Service.Name, err)
 		}
@@ -50,14 +50,70 @@ func (e *Engine) checks(app string, r Release) (map[string]health.Instance, erro
 	return out, nil
 }
 
-// probeEnv is the environment a command check of instance in runs with, in the order its
-// unit applies them: service.json's (shared env, the service's, PORT), the app's
-// configuration (EnvironmentFile= overrides Environment=), then the PUSHDEPLOY_ variables
-// (which a configuration may not set).
-func probeEnv(r Release, app string, in units.Instance) []string {
-	env := append(r.Spec.InstanceEnv(in), r.Config...)
-	return append(env, "PUSHDEPLOY_APP="+app, "PUSHDEPLOY_SERVICE="+in.Service.Name,
-		"PUSHDEPLOY_INSTANCE="+strconv.Itoa(in.N), "PUSHDEPLOY_RELEASE_DIR="+r.Dir, "PUSHDEPLOY_SHA="+r.SHA)
+// unitCheck is a command health check run as the instance's check unit, which the release's
+// units define (units.CheckUnitName): a oneshot with the service's user, environment and
+// sandbox, bounded by the check's timeout. A check is the release's code: running it as a
+// unit is what keeps it from acting with the agent's rights.
+type unitCheck struct {
+	m    Manager
+	unit string
+	argv []string // for messages: what service.json says
+}
+
+func (c *unitCheck) String() string { return fmt.Sprintf("command %q", c.argv) }
+
+// Check starts the check unit and waits for its job: "done" (the command exited 0) passes.
+// A failed job is reported with the unit's Result and its last journal lines (the
+// command's output), and the unit is stopped, which resets its failed state: a failed check
+// leaves nothing failed behind. When ctx ends first (the check's timeout, or the rollout
+// stopping) the unit is stopped, so no check outlives its time.
+func (c *unitCheck) Check(ctx context.Context) error {
+	what := fmt.Sprintf("%s in %s", c, c.unit)
+	limit := health.TimeLeft(ctx)
+	err := c.m.Start(ctx, c.unit)
+	if err == nil {
+		return nil
+	}
+	bg := context.WithoutCancel(ctx)
+	if ctx.Err() != nil {
+		err = health.ProbeError(ctx, what, limit, ctx.Err())
+		if serr := c.m.Stop(bg, c.unit); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return err
+	}
+	je, ok := errors.AsType[*JobError](err)
+	if !ok {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	msg := fmt.Sprintf("%s: job %s", what, je.Result)
+	var errs []error
+	if st, err := c.m.State(bg, c.unit); err != nil {
+		errs = append(errs, err)
+	} else if st.Result != "" {
+		msg += fmt.Sprintf(" (Result %s)", st.Result)
+	}
+	lines, err := c.m.Journal(bg, c.unit, JournalLines)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read journal of %s: %w", c.unit, err))
+	}
+	errs = append([]error{errors.New(msg + journalQuote(lastRun(lines, c.unit)))}, errs...)
+	if err := c.m.Stop(bg, c.unit); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// lastRun keeps the journal lines of unit's last run: those from the manager's last
+// "Starting <unit>…" line on, when there is one (a check unit runs every interval, and the
+// lines of earlier runs only repeat).
+func lastRun(lines []string, unit string) []string {
+	for i := len(lines) - 1; i > 0; i-- {
+		if strings.HasPrefix(lines[i], "Starting "+unit) {
+			return lines[i:]
+		}
+	}
+	return lines
 }
 
 // checkName says which check an instance failed, for the error.

@@ -9,6 +9,11 @@
 // installed units (with a PutBack when what changed is the environment file), Remove
 // retires an app's instances.
 //
+// Health checks come from package health: HTTP and TCP probes connect to 127.0.0.1:PORT from
+// the agent; a command check is the release's code, so it never runs in the agent: the
+// engine starts the instance's check unit (units.CheckUnitName, rendered with the service's
+// user and sandbox) through the Manager, and the check passes when its job is done.
+//
 // The engine talks to the service manager through Manager, declared here and kept small
 // (install files, start, restart, stop, enable, state, journal lines). Package
 // rollout/systemd implements it with go-systemd over D-Bus; a fake in this package's tests

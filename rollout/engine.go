@@ -329,8 +329,11 @@ func (e *Engine) revertBatches(ctx context.Context, p *Plan, done [][]string, ke
 	return failed, sick
 }
 
-// retire drains and stops instances that go away, one after another, carrying on past
-// errors: a service removed from service.json, or instances scaled away.
+// retire drains, stops and retires (Rotation.Retire: maintenance in haproxy) instances that
+// go away, one after another, carrying on past errors: a service removed from service.json,
+// or instances scaled away. Drained first, an instance gets no new request and finishes
+// those under way before it stops; one that does not stop stays drained, and Restore puts it
+// back, since it still serves.
 func (e *Engine) retire(ctx context.Context, p *Plan, instances []string) error {
 	var errs []error
 	for _, unit := range instances {
@@ -342,7 +345,7 @@ func (e *Engine) retire(ctx context.Context, p *Plan, instances []string) error 
 		p.Log.Info().Str("unit", unit).Msg("stop instance")
 		err := e.Manager.Stop(ctx, unit)
 		if err == nil && p.Rotation != nil {
-			p.Rotation.Forget([]string{unit})
+			p.Rotation.Retire(ctx, []string{unit})
 		}
 		errs = append(errs, err)
 	}

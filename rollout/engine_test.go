@@ -263,10 +263,10 @@ func TestEngine_Deploy(t *testing.T) {
 				start web@2 v2
 				drain web@1
 				stop web@1
-				forget web@1
+				retire web@1
 				drain web@2
 				stop web@2
-				forget web@2
+				retire web@2
 				install -` + tmpl + ` -` + target,
 			wantErr:   []string{"start pushdeploy-shop-web@2.service: not active"},
 			installed: func(_, _ *Installed) *Installed { return nil },
@@ -322,10 +322,10 @@ func TestEngine_Deploy(t *testing.T) {
 				ready web@1
 				drain web@2
 				stop web@2
-				forget web@2
+				retire web@2
 				drain web@3
 				stop web@3
-				forget web@3
+				retire web@3
 				install
 				enable ` + target + `
 				start ` + target + ` v2`,
@@ -494,7 +494,7 @@ func TestEngine_Remove(t *testing.T) {
 		stop web@2
 		drain web@1
 		stop web@1
-		forget web@1
+		retire web@1
 		disable `+target+`
 		install -`+tmpl+` -`+target+`
 		restore web@2`)

@@ -13,8 +13,10 @@ import (
 
 // fakeManager is a service manager in memory. An instance runs the version named by the
 // content of its template's file when it (re)starts. What goes wrong is set per version
-// and instance: a start job that fails, or an instance that exits right after its job.
-// Every call is recorded as an event, in a short form ("restart web@1 v2").
+// and instance: a start job that fails, or an instance that exits right after its job. A
+// check unit (units.CheckUnitName) is a oneshot: its start job is done and it is inactive
+// again, or it failed (checkFails). Every call is recorded as an event, in a short form
+// ("restart web@1 v2", "start web.check@1 v2").
 type fakeManager struct {
 	mu      sync.Mutex
 	files   map[string]string
@@ -22,9 +24,11 @@ type fakeManager struct {
 	enabled map[string]bool
 	events  []string
 
-	jobFails map[string]bool  // "v2 web@1": its start job fails
-	exits    map[string]bool  // "v2 web@1": exits right after its job
-	fail     map[string]error // an event ("stop web@3", "install") that fails
+	jobFails   map[string]bool  // "v2 web@1": its start job fails
+	exits      map[string]bool  // "v2 web@1": exits right after its job
+	checkFails map[string]bool  // "v2 web.check@1": the check unit's command exits non-zero
+	checkHangs map[string]bool  // "v2 web.check@1": its start job waits until ctx ends
+	fail       map[string]error // an event ("stop web@3", "install") that fails
 }
 
 type fakeUnit struct {
@@ -35,7 +39,7 @@ type fakeUnit struct {
 
 func newFakeManager() *fakeManager {
 	return &fakeManager{files: map[string]string{}, units: map[string]*fakeUnit{}, enabled: map[string]bool{},
-		jobFails: map[string]bool{}, exits: map[string]bool{}, fail: map[string]error{}}
+		jobFails: map[string]bool{}, exits: map[string]bool{}, checkFails: map[string]bool{}, checkHangs: map[string]bool{}, fail: map[string]error{}}
 }
 
 // short is a unit's name in events: "web@1" for pushdeploy-shop-web@1.service.
@@ -84,12 +88,18 @@ func (m *fakeManager) version(unit string) (string, bool) {
 	return v, ok
 }
 
-func (m *fakeManager) start(op, unit string) error {
+func (m *fakeManager) start(ctx context.Context, op, unit string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v, ok := m.version(unit)
 	if err := m.record(op + " " + short(unit) + " " + v); err != nil {
 		return err
+	}
+	if m.checkHangs[v+" "+short(unit)] {
+		m.mu.Unlock()
+		<-ctx.Done()
+		m.mu.Lock()
+		return fmt.Errorf("%s %s: %w", op, unit, context.Cause(ctx))
 	}
 	if !ok {
 		return &JobError{Op: op, Unit: unit, Result: "failed"}
@@ -101,6 +111,14 @@ func (m *fakeManager) start(op, unit string) error {
 	}
 	u.version, u.active, u.restarts = v, true, 0
 	key := v + " " + short(unit)
+	if strings.Contains(unit, ".check@") {
+		if m.checkFails[key] {
+			u.active = false
+			return &JobError{Op: op, Unit: unit, Result: "failed"}
+		}
+		delete(m.units, unit) // a oneshot that exited 0: inactive, unloaded
+		return nil
+	}
 	if m.jobFails[key] {
 		u.active = false
 		return &JobError{Op: op, Unit: unit, Result: "failed"}
@@ -111,8 +129,12 @@ func (m *fakeManager) start(op, unit string) error {
 	return nil
 }
 
-func (m *fakeManager) Start(_ context.Context, unit string) error   { return m.start("start", unit) }
-func (m *fakeManager) Restart(_ context.Context, unit string) error { return m.start("restart", unit) }
+func (m *fakeManager) Start(ctx context.Context, unit string) error {
+	return m.start(ctx, "start", unit)
+}
+func (m *fakeManager) Restart(ctx context.Context, unit string) error {
+	return m.start(ctx, "restart", unit)
+}
 
 func (m *fakeManager) Stop(_ context.Context, unit string) error {
 	m.mu.Lock()
@@ -197,7 +219,7 @@ func (m *fakeManager) takeEvents() []string {
 	return ev
 }
 
-// fakeRotation records drains, readies, forgets and restores as events of m.
+// fakeRotation records drains, readies, retirements and restores as events of m.
 type fakeRotation struct {
 	m       *fakeManager
 	mu      sync.Mutex
@@ -232,13 +254,13 @@ func (r *fakeRotation) Ready(_ context.Context, batch []string) error {
 	return r.note("ready", batch)
 }
 
-func (r *fakeRotation) Forget(batch []string) {
+func (r *fakeRotation) Retire(_ context.Context, batch []string) {
 	r.mu.Lock()
 	for _, u := range batch {
 		delete(r.drained, u)
 	}
 	r.mu.Unlock()
-	_ = r.note("forget", batch) // Forget cannot fail: what it records is all it does
+	_ = r.note("retire", batch) // Retire cannot fail: what it records is all it does
 }
 
 func (r *fakeRotation) Restore(context.Context) {

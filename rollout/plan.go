@@ -51,10 +51,10 @@ type Rotation interface {
 	// Ready puts batch back in rotation once it is healthy, and waits until the balancer
 	// finds it up.
 	Ready(ctx context.Context, batch []string) error
-	// Forget says batch is gone (stopped for good): its servers stay out of rotation, and
-	// Restore leaves them there.
-	Forget(batch []string)
-	// Restore puts back every instance still drained and not forgotten, whatever happened.
+	// Retire says batch is gone (stopped for good): its servers go to maintenance and stay
+	// there, and Restore leaves them. It cannot fail the rollout: the instances are stopped.
+	Retire(ctx context.Context, batch []string)
+	// Restore puts back every instance still drained and not retired, whatever happened.
 	Restore(ctx context.Context)
 }
 

@@ -131,13 +131,24 @@ func (r *rotation) each(batch []string, f func(unit, server string) error) error
 	return errors.Join(errs...)
 }
 
-// Forget leaves the servers of batch drained: their instances are gone.
-func (r *rotation) Forget(batch []string) {
+// Retire sets the servers of batch to maintenance, where they stay: their instances are
+// gone. haproxy then sends them nothing at all (drain still lets persistent clients
+// through) and stops checking them. One that cannot be set is logged: it stays drained and
+// down, and no caller could do more.
+func (r *rotation) Retire(ctx context.Context, batch []string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	for _, unit := range batch {
 		delete(r.drained, r.servers[unit])
 	}
+	r.mu.Unlock()
+	r.each(batch, func(unit, server string) error {
+		if err := r.ha.SetState(ctx, r.cfg.Backend, server, haproxy.StateMaint); err != nil {
+			r.log.Warn().Str("unit", unit).Str("server", server).Err(err).Msg("haproxy server of a retired instance left drained")
+			return nil
+		}
+		r.log.Info().Str("unit", unit).Str("server", server).Msg("haproxy server in maintenance: instance retired")
+		return nil
+	})
 }
 
 // Restore sets every server still drained back to ready, even when ctx is cancelled: a

@@ -1,11 +1,13 @@
 // Package units owns the step from a release's service.json to systemd unit files: it reads
 // and validates the file (pushdeploy's own format, or ndm's as is) and renders one hardened
-// template unit per service, the per-instance drop-ins that differ between instances, and an
-// app target that groups every instance. It also names things the rest of pushdeploy must
+// template unit per service, the per-instance drop-ins that differ between instances, an
+// app target that groups every instance, and for a service whose health check is a command,
+// a check unit with the service's identity and sandbox that runs it (CheckUnitName). It also names things the rest of pushdeploy must
 // agree on: unit names, instance numbers and their ports (InstancesOf).
 //
 // The package is pure: it talks to no service manager (the rollout engine installs and
-// starts what it renders), and Generate reads nothing and writes nothing, so the same Spec
+// starts what it renders), Load reads only the release's own regular files (never through
+// a symlink, never a FIFO or device), and Generate reads nothing and writes nothing, so the same Spec
 // and Options always give the same bytes, and `pushdeploy units render` shows exactly what
 // a deploy would install.
 //

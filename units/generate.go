@@ -39,8 +39,9 @@ type File struct {
 var shaRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Generate renders the units of every service in spec: a template unit per service, a
-// drop-in per instance for what differs between instances (PORT, ndm's %i), and the app
-// target that wants every instance. Files are sorted by name and the output depends only on
+// drop-in per instance for what differs between instances (PORT, ndm's %i), a check unit
+// template (and its drop-ins) per service whose health check is a command (see
+// CheckUnitName), and the app target that wants every instance. Files are sorted by name and the output depends only on
 // the arguments.
 //
 // It fails when opts are invalid or a value cannot be expressed in a unit; a Spec from Parse
@@ -56,8 +57,17 @@ func Generate(spec *Spec, opts Options) ([]File, error) {
 		files = append(files, File{Name: UnitName(opts.App, name, 0), Content: template(spec, s, opts)})
 		for i := 1; i <= s.Instances; i++ {
 			instances = append(instances, UnitName(opts.App, name, i))
-			if c := dropIn(spec, s, opts, i); c != "" {
+			if c := dropIn(spec, s, opts, i, false); c != "" {
 				files = append(files, File{Name: UnitName(opts.App, name, i) + ".d/instance.conf", Content: c})
+			}
+		}
+		if !HasCheckUnit(s) {
+			continue
+		}
+		files = append(files, File{Name: CheckUnitName(opts.App, name, 0), Content: checkTemplate(spec, s, opts)})
+		for i := 1; i <= s.Instances; i++ {
+			if c := dropIn(spec, s, opts, i, true); c != "" {
+				files = append(files, File{Name: CheckUnitName(opts.App, name, i) + ".d/instance.conf", Content: c})
 			}
 		}
 	}

@@ -93,6 +93,8 @@ func writeSandbox(u *unitText, spec *Spec, s *Service, opts Options) {
 		u.set("RemoveIPC", "yes")
 	default:
 		u.set("DynamicUser", "yes")
+		// Named, so that the check unit gets the same UID (DynamicUserName).
+		u.set("User", DynamicUserName(opts.App, s.Name))
 	}
 	for _, d := range s.StateDirs {
 		u.set("StateDirectory", stateDir(opts.App, s.Name, d))

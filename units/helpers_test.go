@@ -128,10 +128,17 @@ func verify(t testing.TB, dir string, units ...string) {
 	}
 }
 
-// unitsToVerify lists what verify should load from files: the target and every instance
-// (templates load through their instances, with the instance's drop-ins).
+// unitsToVerify lists what verify should load from files: the target, every instance and
+// every instance's check unit (templates load through their instances, with the instance's
+// drop-ins).
 func unitsToVerify(spec *Spec, app string) []string {
-	return append(Instances(spec, app), TargetName(app))
+	list := append(Instances(spec, app), TargetName(app))
+	for _, in := range InstancesOf(spec, app) {
+		if HasCheckUnit(in.Service) {
+			list = append(list, CheckUnitName(app, in.Service.Name, in.N))
+		}
+	}
+	return list
 }
 
 var scoreRE = regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`)

@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // FileName is the name of the file Load reads at the root of a release.
@@ -24,22 +26,39 @@ var ErrNoServiceFile = errors.New("no " + FileName)
 // start script and description when service.json leaves them out, and decides whether a
 // service runs at the root or in node_modules/<module>.
 //
-// Outcomes: a valid Spec; an error wrapping ErrNoServiceFile; or an error listing every
-// problem found, each naming its field.
+// Both files are read without following a symlink and without blocking (readReleaseFile): a
+// release is what anyone who can push wrote, and the agent reads it with its own rights.
+//
+// Outcomes: a valid Spec; an error wrapping ErrNoServiceFile; an error wrapping
+// ErrNotRegular naming the file that is a symlink, FIFO, device or other non-regular file,
+// or one larger than MaxFileSize; or an error listing every problem found, each naming its
+// field.
 func Load(releaseDir string) (*Spec, error) {
 	path := filepath.Join(releaseDir, FileName)
-	data, err := os.ReadFile(path)
+	dirfd, err := unix.Open(releaseDir, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("load %s: open release: %w", path, &os.PathError{Op: "open", Path: releaseDir, Err: err})
+	}
+	defer unix.Close(dirfd)
+	data, err := readReleaseFile(dirfd, FileName)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("load %s: %w", path, ErrNoServiceFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load %s: %w", path, err)
+		return nil, fmt.Errorf("load %s: %w", releaseDir, err)
 	}
 	var pkg *packageJSON
-	if raw, err := os.ReadFile(filepath.Join(releaseDir, "package.json")); err == nil {
-		pkg = &packageJSON{}
-		if err := json.Unmarshal(raw, pkg); err != nil {
-			pkg = nil // ndm ignored what it could not use; so does the native format
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) == nil && top != nil && !isNative(top) {
+		raw, err := readReleaseFile(dirfd, "package.json")
+		switch {
+		case err == nil:
+			pkg = &packageJSON{}
+			if json.Unmarshal(raw, pkg) != nil {
+				pkg = nil // ndm ignored what it could not use
+			}
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("load %s: %w", releaseDir, err)
 		}
 	}
 	spec, err := parse(data, pkg)

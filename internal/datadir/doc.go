@@ -18,7 +18,8 @@
 //	  apps/<app>/config/good.json   the last configuration rolled out healthy
 //	  apps/<app>/config/bad.json    the last configuration reverted as unhealthy
 //
-// A Layout only names paths: it creates and checks nothing. Callers pass names that were
-// validated where they came from (app names by the configuration, shas and deploy ids by
-// the code that made them).
+// A Layout names paths, and says the mode of each (modes.go): MkdirAll and Prepare create
+// directories with them, whatever the umask, and Prepare fixes those an older agent made
+// with other modes. Callers pass names that were validated where they came from (app names
+// by the configuration, shas and deploy ids by the code that made them).
 package datadir

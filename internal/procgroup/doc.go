@@ -1,4 +1,3 @@
 // Package procgroup runs a program the agent does not trust to clean up after itself (a
-// deploy script, a command health check) in a process group of its own, so that nothing
-// it starts outlives it.
+// deploy script) in a process group of its own, so that nothing it starts outlives it.
 package procgroup

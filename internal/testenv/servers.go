@@ -147,15 +147,19 @@ func GitHTTPToken(t testing.TB, root, token string) string {
 	})
 }
 
-// serveGitHTTP serves root with git http-backend, wrapped by wrap, on 127.0.0.1.
 func serveGitHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
-	return serveGitHTTPOn(t, root, func() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }, wrap)
+	needGit(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen on 127.0.0.1: %v", err)
+	}
+	return serveGitHTTPOn(t, root, l, wrap)
 }
 
-// serveGitHTTPOn serves root with git http-backend, wrapped by wrap, on the listener
-// listen returns, and returns the server's base URL.
-func serveGitHTTPOn(t testing.TB, root string, listen func() (net.Listener, error), wrap func(http.Handler) http.Handler) string {
+// serveGitHTTPOn serves git http-backend for the repositories under root on l, until
+// t.Cleanup closes it, and returns its base URL.
+func serveGitHTTPOn(t testing.TB, root string, l net.Listener, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	needGit(t)
 	dir, err := execPath()
@@ -176,10 +180,6 @@ func serveGitHTTPOn(t testing.TB, root string, listen func() (net.Listener, erro
 		Stderr: &testLogWriter{t: t, prefix: "git http-backend: "},
 	}
 	srv := httptest.NewUnstartedServer(wrap(h))
-	l, err := listen()
-	if err != nil {
-		t.Fatalf("git http server: %v", err)
-	}
 	srv.Listener.Close()
 	srv.Listener = l
 	srv.Start()

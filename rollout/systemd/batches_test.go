@@ -56,7 +56,7 @@ type rotation struct{ drained batchLog }
 
 func (r *rotation) Drain(_ context.Context, batch []string) error { r.drained.add(batch); return nil }
 func (r *rotation) Ready(context.Context, []string) error         { return nil }
-func (r *rotation) Forget([]string)                               {}
+func (r *rotation) Retire(context.Context, []string)              {}
 func (r *rotation) Restore(context.Context)                       {}
 
 // pairsPlan is a plan that rolls r's 4 instances over two by two, healthy whatever they do.
