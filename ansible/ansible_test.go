@@ -282,11 +282,6 @@ func pushDeploys(t *testing.T, lab *testenv.Lab, hosts []*testenv.Host, bare *te
   "health": {"http": "/health", "interval": "200ms", "min_healthy_time": "500ms", "healthy_deadline": "20s"}}}}`, appPort), 0o644)
 	repo.Commit("hello, version 1")
 
-	// TODO(sysscope): drop once the agent creates apps/ and apps/<app>/ 0755 itself (#10
-	// item 4): until then a dynamic user cannot enter its release (as packaging's test does).
-	for _, h := range hosts {
-		h.Exec(t, "install", "-d", "-m", "0755", "/var/lib/pushdeploy/apps", "/var/lib/pushdeploy/apps/hello")
-	}
 	push := lab.Command(t.Context(), "git", "-C", repo.Dir(), "push", bare.Path(), "main:deploy-production")
 	push.Env = append(push.Env, githttp.Env...)
 	out, err := push.CombinedOutput()
