@@ -1,7 +1,6 @@
 package packaging
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -14,29 +13,12 @@ import (
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 )
 
-// buildDeb builds the package with build-deb.sh, the script `make deb` runs, into a
-// temporary directory, uncompressed (xz takes some 15 s of CPU), and returns its
-// path and version.
+// buildDeb builds the package with build-deb.sh, the script `make deb` runs (see
+// testenv.BuildDeb), and returns its path and version.
 func buildDeb(t *testing.T) (deb, version string) {
 	t.Helper()
-	for _, prog := range []string{"make", "git", "dpkg-deb"} {
-		if _, err := exec.LookPath(prog); err != nil {
-			testenv.Unavailable(t, prog, "not on PATH (Debian packages make, git, dpkg)")
-		}
-	}
-	start := time.Now()
-	cmd := exec.Command("./build-deb.sh", t.TempDir())
-	cmd.Env = append(os.Environ(), "DEB_COMPRESSION=none")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("build-deb.sh: %v\n%s", err, stderr.Bytes())
-	}
-	deb = strings.TrimSpace(string(out))
-	version = debField(t, deb, "Version")
-	t.Logf("built %s in %v", filepath.Base(deb), time.Since(start).Round(time.Millisecond))
-	return deb, version
+	deb = testenv.BuildDeb(t, "./build-deb.sh")
+	return deb, debField(t, deb, "Version")
 }
 
 // debField returns a control field of the package file deb.
