@@ -27,11 +27,6 @@ const (
 	haproxyBind  = 8080 // h1's haproxy frontend, from the role's haproxy piece
 )
 
-// labPackages are installed in the hosts' rootfs on top of the lab's minimal Debian:
-// haproxy for the role's haproxy piece (the hosts have no network to install it), and
-// procps, which every Debian install but minbase has (priority important), for the
-// /bin/kill haproxy.service reloads with.
-var labPackages = []string{"haproxy", "procps"}
 
 // TestSite runs site.yml in check mode on two fresh lab hosts (nothing changes), provisions
 // them from a package built by the repository's own `make deb`, runs it again (nothing
@@ -41,7 +36,7 @@ var labPackages = []string{"haproxy", "procps"}
 func TestSite(t *testing.T) {
 	needAnsible(t)
 	deb := testenv.BuildDeb(t, "../packaging/build-deb.sh")
-	lab := testenv.StartLab(t, testenv.LabOptions{Packages: labPackages})
+	lab := testenv.StartLab(t, testenv.LabOptions{}) // haproxy and procps are in testenv.LabBasePackages
 	hosts := []*testenv.Host{lab.Boot(t, "h1"), lab.Boot(t, "h2")}
 
 	root := testenv.NewRoot(t)

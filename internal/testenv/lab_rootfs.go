@@ -26,14 +26,17 @@ const LabSuite = "bookworm"
 // PID 1 (systemd, systemd-sysv), the system bus systemctl and DynamicUser= need (dbus),
 // python3 (ansible's modules and the tests' network probes), and the tools the README's
 // "Install on a host" has the operator run (openssl: secret and certificate;
-// openssh-client: ssh-keygen, ssh-keyscan). They are in one list so that one cached rootfs
-// serves every lab test. A .deb meant for a minimal host may depend only on what minbase,
-// systemd and dbus hold; LabOptions.Packages adds more.
-var LabBasePackages = []string{"systemd", "systemd-sysv", "dbus", "python3", "openssl", "openssh-client"}
+// openssh-client: ssh-keygen, ssh-keyscan), haproxy for the ansible role's haproxy piece
+// (installed, not started at boot: trimRootfs disables it, so a host runs it only when a
+// test or the role enables it) and procps (the /bin/kill haproxy.service reloads with, on
+// every Debian but minbase). They are in one list so that one cached rootfs serves every
+// lab test: CI builds it once. A .deb meant for a minimal host may depend only on what
+// minbase, systemd and dbus hold; LabOptions.Packages adds more.
+var LabBasePackages = []string{"systemd", "systemd-sysv", "dbus", "python3", "openssl", "openssh-client", "haproxy", "procps"}
 
 // rootfsRecipe names what buildRootfs does after debootstrap; change it when that changes,
 // so every cache built the old way is rebuilt.
-const rootfsRecipe = "v1"
+const rootfsRecipe = "v2"
 
 // rootfsTimeouts bound a cold build (about a minute on a good link) and the wait for
 // another process building the same cache.
@@ -153,6 +156,10 @@ func trimRootfs(dir string) error {
 		}
 	}
 	if err := os.Remove(filepath.Join(dir, "var/lib/dbus/machine-id")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	// Installed for the tests that configure it, not running in every host.
+	if err := os.Remove(filepath.Join(dir, "etc/systemd/system/multi-user.target.wants/haproxy.service")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	files := map[string]string{
