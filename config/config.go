@@ -38,6 +38,9 @@ type Config struct {
 	Systemd      Systemd         `yaml:"systemd"`
 	Etcd         *Etcd           `yaml:"etcd"`
 	Apps         map[string]*App `yaml:"apps"`
+	// ReconcileInterval is how often the agent checks that it runs what each app's branch
+	// points at, and catches up when it does not (default 3m).
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 }
 
 // Systemd says which systemd manager runs the apps' services.
@@ -73,6 +76,7 @@ type App struct {
 	HAProxy        *HAProxy      `yaml:"haproxy"`
 	GitHub         *GitHub       `yaml:"github"`
 	Config         *AppEnv       `yaml:"config"`
+	Fleet          *Fleet        `yaml:"fleet"`
 
 	name   string
 	secret []byte
@@ -216,6 +220,7 @@ func (c *Config) setDefaults(env Env) {
 		}
 	}
 	c.setEtcdDefaults()
+	c.setFleetDefaults()
 }
 
 // Layout is the data directory's layout: where under data_dir each thing lives.

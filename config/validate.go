@@ -84,6 +84,7 @@ func (c *Config) validate() error {
 		errs = append(errs, c.Apps[name].validate(field)...)
 	}
 	errs = append(errs, c.validateEtcd()...)
+	errs = append(errs, c.validateFleet()...)
 	return errors.Join(errs...)
 }
 

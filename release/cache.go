@@ -66,34 +66,43 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 
 // newRemote is the configured remote bound to storage: the cache's own for fetches, so
 // fetched objects land there, or a throwaway one for listing refs.
-func (c *Cache) newRemote(s storage.Storer) *git.Remote {
-	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
+func (c *Cache) newRemote(s storage.Storer) *git.Remote { return c.remote.bind(s) }
+
+// bind is the remote as go-git's, bound to storage s.
+func (r Remote) bind(s storage.Storer) *git.Remote {
+	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{r.URL}})
 }
 
 // Tip asks the remote which commit refs/heads/<branch> points at now. The agent calls it
 // before fetching so that a webhook delivered late never deploys an older commit.
 func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
+	return c.remote.Tip(ctx, branch)
+}
+
+// Tip asks the remote which commit refs/heads/<branch> points at now (one ls-remote; no
+// repository needed): ErrBranchNotFound when there is no such branch.
+func (r Remote) Tip(ctx context.Context, branch string) (string, error) {
 	if err := validBranch(branch); err != nil {
 		return "", err
 	}
-	auth, err := c.remote.auth()
+	auth, err := r.auth()
 	if err != nil {
 		return "", err
 	}
-	refs, err := c.newRemote(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
+	refs, err := r.bind(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil // its last branch was deleted
 	}
 	if err != nil {
-		return "", fmt.Errorf("list refs of %s: %w", redact(c.remote.URL), err)
+		return "", fmt.Errorf("list refs of %s: %w", redact(r.URL), err)
 	}
 	want := plumbing.NewBranchReferenceName(branch)
-	for _, r := range refs {
-		if r.Name() == want {
-			return r.Hash().String(), nil
+	for _, ref := range refs {
+		if ref.Name() == want {
+			return ref.Hash().String(), nil
 		}
 	}
-	return "", fmt.Errorf("%s on %s: %w", branch, redact(c.remote.URL), ErrBranchNotFound)
+	return "", fmt.Errorf("%s on %s: %w", branch, redact(r.URL), ErrBranchNotFound)
 }
 
 // Fetch makes commit sha and its tree available in the cache, transferring as little as it
