@@ -47,6 +47,7 @@ type Agent struct {
 	ids     state.IDs
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
+	fl      fleetSide   // the host's registry entry, the fleet's gate, catch-up
 
 	sdMu sync.Mutex
 	sd   *systemd.Manager // opened by the first operation that starts services
@@ -115,6 +116,9 @@ func (a *Agent) Open() (err error) {
 		if a.renv, err = renv.Open(rc); err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
+	}
+	if err := a.openFleet(); err != nil {
+		return err
 	}
 	if err := a.resume(); err != nil {
 		return err
@@ -202,6 +206,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else {
 		close(reportsDone)
 	}
+	// Slots of deploys under way are released through the fleet's session: it stops last.
+	defer a.startFleet(stop)()
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
 		workers.Go(func() { a.work(stop, deployCtx, ap) })
@@ -283,4 +289,5 @@ func (a *Agent) close() {
 		a.renv.Close()
 		a.renv = nil
 	}
+	a.closeFleet()
 }
