@@ -19,7 +19,7 @@ import (
 )
 
 // binary builds pushdeploy once for the end-to-end tests.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pushdeploy")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
