@@ -61,6 +61,7 @@ type Agent struct {
 	reports *reporter   // nil when no app reports to GitHub
 	renv    *renv.Store // nil when the agent has no etcd section
 	view    *view       // the status page, log followers, notifications
+	fl      fleetSide   // the host's registry entry, the fleet's gate, catch-up
 
 	sdMu sync.Mutex
 	sd   *systemd.Manager // opened by the first operation that starts services
@@ -135,6 +136,9 @@ func (a *Agent) Open() (err error) {
 		if a.renv, err = renv.Open(rc); err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
+	}
+	if err := a.openFleet(); err != nil {
+		return err
 	}
 	if err := a.resume(); err != nil {
 		return err
@@ -239,6 +243,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		close(reportsDone)
 	}
 	a.startView()
+	// Slots of deploys under way are released through the fleet's session: it stops last.
+	defer a.startFleet(stop)()
 	var workers sync.WaitGroup
 	for _, ap := range a.apps {
 		workers.Go(func() { a.work(stop, deployCtx, ap) })
@@ -341,4 +347,5 @@ func (a *Agent) close() {
 		a.renv.Close()
 		a.renv = nil
 	}
+	a.closeFleet()
 }

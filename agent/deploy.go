@@ -36,6 +36,7 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 			log.Error().Err(err).Msg("record deploy status")
 		}
 		log.Info().Str("status", string(s)).Msg("deploy status")
+		a.registryChanged()
 	}
 	log.Info().Str("kind", d.Kind).Str("sha", d.SHA).Str("branch", d.Branch).Str("delivery", d.Delivery).Msg("deploy started")
 	gh := a.github(ap, d)
@@ -44,6 +45,8 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	// Every way out reports the deploy's end; GitHub is told in the background.
 	defer a.reportEnd(gh, d)
 	defer a.announceEnd(d)
+	// Once the final status is recorded, the fleet's next host may go.
+	defer a.releaseSlot(ap, d)
 	var err error
 	switch d.Kind {
 	case state.KindRestart:
@@ -57,6 +60,7 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 	}
 	d.Finished = time.Now().UTC()
 	var stale *staleError
+	var ended *endedError
 	switch {
 	case err == nil:
 		set(state.StatusSucceeded)
@@ -65,7 +69,11 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 		d.Note = stale.reason
 		set(state.StatusStale)
 		log.Warn().Str("reason", stale.reason).Msg("deploy skipped: stale")
-	case ctx.Err() != nil:
+	case errors.As(err, &ended):
+		d.Note = ended.reason
+		set(ended.status)
+		log.Warn().Str("status", string(ended.status)).Str("reason", ended.reason).Msg("deploy not run")
+	case ctx.Err() != nil || errors.Is(err, errShutdown):
 		// The agent is stopping: current was not switched, so the deploy can simply run again
 		// at the next start.
 		d.Finished = time.Time{}
@@ -86,6 +94,9 @@ func (a *Agent) runDeploy(ctx context.Context, ap *app, d *state.Deploy) {
 // pipeline is the deploy itself. Nothing it does before Activate is visible to the running
 // release; any error before then leaves current where it was.
 func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func(state.Status), log zerolog.Logger) error {
+	if err := a.acquire(ctx, ap, d, set, log); err != nil {
+		return err
+	}
 	ap.op.Lock()
 	defer ap.op.Unlock()
 	set(state.StatusFetching)

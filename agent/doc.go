@@ -1,8 +1,10 @@
 // Package agent is the pushdeploy daemon: it answers webhooks, keeps one deploy queue per
 // app where the newest push wins, runs the deploy pipeline (stale check, pinned fetch,
 // release, configuration, script, services, switch), queues restarts, rollbacks and
-// configuration changes from etcd through the same queues, reports deploys to GitHub and
-// serves metrics. It wires the leaf packages together and owns nothing they own:
+// configuration changes from etcd through the same queues, takes part in its fleet (a
+// registry entry, the gate a deploy passes: deploy lock, halts, canaries, slots), catches
+// up with branches it missed (kind reconcile), reports deploys to GitHub and serves
+// metrics. It wires the leaf packages together and owns nothing they own:
 //
 //   - config: the configuration file it runs with (New takes a *config.Config);
 //   - state: the durable record of every deploy and delivery;
@@ -12,6 +14,7 @@
 //   - rollout (with rollout/systemd, health, haproxy): what happens to an app's instances,
 //     for deploys, rollbacks, restarts and configuration changes alike;
 //   - renv: the apps' configuration documents in etcd;
+//   - fleet: the hosts of an environment in etcd (registry, lock, halts, canaries, slots);
 //   - hooks: webhook deliveries and GitHub's API;
 //   - ui: the status page on its own listener, which serves the agent's uiBackend;
 //   - notify: notifications of deploys to Slack-compatible and signed JSON webhooks;

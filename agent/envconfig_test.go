@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/renv"
 	"github.com/pushdeploy/pushdeploy/state"
@@ -19,7 +20,7 @@ import (
 // configStore opens a renv store on etcd for the test to change the app's document with.
 func configStore(t testing.TB, e *testenv.Etcd) *renv.Store {
 	t.Helper()
-	s, err := renv.Open(renv.Config{Endpoints: e.Endpoints})
+	s, err := renv.Open(renv.Config{Config: etcdconn.Config{Endpoints: e.Endpoints}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestAgent_configWithoutEtcd(t *testing.T) {
 // certificates, with the files named in the agent's etcd section.
 func TestAgent_configTLS(t *testing.T) {
 	e := testenv.StartEtcdTLS(t)
-	store, err := renv.Open(renv.Config{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.Key})
+	store, err := renv.Open(renv.Config{Config: etcdconn.Config{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.Key}})
 	if err != nil {
 		t.Fatal(err)
 	}

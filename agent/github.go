@@ -182,7 +182,7 @@ type ghDeployment struct {
 // github returns how deploy d of ap is reported to GitHub, or nil when it is not: the app
 // has no github settings, or d is a restart or rollback (no new commit is deployed).
 func (a *Agent) github(ap *app, d *state.Deploy) *ghDeployment {
-	if ap.gh == nil || a.reports == nil || (d.Kind != state.KindDeploy && d.Kind != "") {
+	if ap.gh == nil || a.reports == nil || (d.Kind != state.KindDeploy && d.Kind != state.KindReconcile && d.Kind != "") {
 		return nil
 	}
 	env := a.environmentOf(ap.cfg, d.Branch)
@@ -256,6 +256,8 @@ func (a *Agent) reportEnd(g *ghDeployment, d *state.Deploy) {
 		st.State, st.Description = "inactive", "stale: "+d.Note
 	case state.StatusSuperseded:
 		st.State, st.Description = "inactive", d.Note
+	case state.StatusHalted:
+		st.State, st.Description = "inactive", "halted: "+d.Note
 	default: // queued again: interrupted by shutdown
 		st.State, st.Description = "inactive", "interrupted by agent shutdown"
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/fleet"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/state"
@@ -30,6 +31,8 @@ type app struct {
 	cache *release.Cache
 
 	gh githubAPI // nil: deploys are not reported to GitHub
+
+	slot *fleet.Slot // the fleet slot of the deploy under way, if it took one (worker only)
 }
 
 func newApp(cfg *config.App) *app {

@@ -41,6 +41,9 @@ type Config struct {
 	UI           *UI             `yaml:"ui"`     // the status page; none without the section
 	Notify       []*Notify       `yaml:"notify"` // notification targets for every app's deploys
 	Apps         map[string]*App `yaml:"apps"`
+	// ReconcileInterval is how often the agent checks that it runs what each app's branch
+	// points at, and catches up when it does not (default 3m).
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 }
 
 // TLS makes the webhook listener serve HTTPS with a certificate and key in PEM files. The
@@ -84,6 +87,7 @@ type App struct {
 	GitHub         *GitHub       `yaml:"github"`
 	Config         *AppEnv       `yaml:"config"`
 	Notify         []*Notify     `yaml:"notify"` // this app's notification targets, besides the global ones
+	Fleet          *Fleet        `yaml:"fleet"`
 
 	name   string
 	secret []byte
@@ -228,6 +232,7 @@ func (c *Config) setDefaults(env Env) {
 	}
 	c.setEtcdDefaults()
 	c.setUIDefaults()
+	c.setFleetDefaults()
 }
 
 // Layout is the data directory's layout: where under data_dir each thing lives.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
@@ -26,6 +27,8 @@ type Etcd struct {
 	PasswordFile   string        `yaml:"password_file"`
 	DialTimeout    time.Duration `yaml:"dial_timeout"`    // default 5s
 	RequestTimeout time.Duration `yaml:"request_timeout"` // default 5s: one read or write
+	FleetPrefix    string        `yaml:"fleet_prefix"`    // default fleet.DefaultPrefix: the registry, slots, halts, locks
+	LeaseTTL       time.Duration `yaml:"lease_ttl"`       // default 10s: how long a dead host holds its slot
 
 	password string
 }
@@ -41,12 +44,12 @@ type AppEnv struct {
 
 // Renv is the renv connection settings of the etcd section, the password read from its file.
 func (e *Etcd) Renv() renv.Config {
-	return renv.Config{
-		Endpoints: e.Endpoints, Prefix: e.Prefix,
-		CACert: e.CAFile, Cert: e.CertFile, Key: e.KeyFile,
+	return renv.Config{Prefix: e.Prefix, Config: etcdconn.Config{
+		Endpoints: e.Endpoints,
+		CACert:    e.CAFile, Cert: e.CertFile, Key: e.KeyFile,
 		Username: e.Username, Password: e.password,
 		DialTimeout: e.DialTimeout, RequestTimeout: e.RequestTimeout,
-	}
+	}}
 }
 
 func (c *Config) setEtcdDefaults() {

@@ -93,6 +93,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateEtcd()...)
 	errs = append(errs, c.validateUI()...)
+	errs = append(errs, c.validateFleet()...)
 	return errors.Join(errs...)
 }
 

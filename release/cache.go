@@ -76,8 +76,11 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 
 // newRemote is the configured remote bound to storage: the cache's own for fetches, so
 // fetched objects land there, or a throwaway one for listing refs.
-func (c *Cache) newRemote(s storage.Storer) *git.Remote {
-	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{c.remote.URL}})
+func (c *Cache) newRemote(s storage.Storer) *git.Remote { return c.remote.bind(s) }
+
+// bind is the remote as go-git's, bound to storage s.
+func (r Remote) bind(s storage.Storer) *git.Remote {
+	return git.NewRemote(s, &config.RemoteConfig{Name: "origin", URLs: []string{r.URL}})
 }
 
 // Tip asks the remote which commit refs/heads/<branch> points at now. The agent calls it
@@ -86,8 +89,8 @@ func (c *Cache) Tip(ctx context.Context, branch string) (string, error) {
 	return c.remote.Tip(ctx, branch)
 }
 
-// Tip asks the remote which commit refs/heads/<branch> points at now, without a cache:
-// ErrBranchNotFound when there is no such branch.
+// Tip asks the remote which commit refs/heads/<branch> points at now (one ls-remote; no
+// repository needed): ErrBranchNotFound when there is no such branch.
 func (r Remote) Tip(ctx context.Context, branch string) (string, error) {
 	if err := validBranch(branch); err != nil {
 		return "", err
@@ -96,8 +99,7 @@ func (r Remote) Tip(ctx context.Context, branch string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	rem := git.NewRemote(memory.NewStorage(), &config.RemoteConfig{Name: "origin", URLs: []string{r.URL}})
-	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
+	refs, err := r.bind(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil // its last branch was deleted
 	}

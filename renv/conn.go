@@ -1,47 +1,15 @@
 package renv
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"net/url"
-	"os"
-	"strings"
-	"sync"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 )
 
-// Defaults for Config's zero fields.
-const (
-	DefaultDialTimeout    = 5 * time.Second
-	DefaultRequestTimeout = 5 * time.Second
-)
-
-// Config says how to reach etcd and where the documents live.
+// Config says how to reach etcd (the embedded etcdconn.Config) and where the documents
+// live.
 type Config struct {
-	// Endpoints are etcd's client URLs, "http://127.0.0.1:2379", "https://…", or
-	// host:port (plain HTTP unless TLS files are given). Required.
-	Endpoints []string
-	// CACert is a PEM file of CAs to verify the server with; without it an https
-	// endpoint is verified with the system's roots.
-	CACert string
-	// Cert and Key are PEM files of a client certificate and its key: both or neither.
-	Cert, Key string
-	// Username and Password authenticate with etcd's auth. The password is never
-	// logged and never part of an error.
-	Username string
-	Password string
-	// DialTimeout bounds connecting (and authenticating); DefaultDialTimeout if zero.
-	DialTimeout time.Duration
-	// RequestTimeout bounds every Get, Txn and Delete call; DefaultRequestTimeout if zero.
-	RequestTimeout time.Duration
+	etcdconn.Config
 	// Prefix is where documents live: Prefix + "<app>/<env>/" + leaf key. DefaultPrefix
 	// if empty; it must start and end with "/".
 	Prefix string
@@ -50,150 +18,32 @@ type Config struct {
 	OnRequest func(op string)
 }
 
-// ConfigFromEnv reads the variables etcdctl reads: ETCDCTL_ENDPOINTS (comma-separated),
-// ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER ("name" or "name:password"),
-// ETCDCTL_PASSWORD, ETCDCTL_DIAL_TIMEOUT and ETCDCTL_COMMAND_TIMEOUT (Go durations, the
-// latter becoming RequestTimeout). Unset variables leave their fields zero; a bad value is
-// an error naming the variable.
+// ConfigFromEnv reads the variables etcdctl reads (etcdconn.FromEnv): ETCDCTL_ENDPOINTS
+// (comma-separated), ETCDCTL_CACERT, ETCDCTL_CERT, ETCDCTL_KEY, ETCDCTL_USER ("name" or
+// "name:password"), ETCDCTL_PASSWORD, ETCDCTL_DIAL_TIMEOUT and ETCDCTL_COMMAND_TIMEOUT (Go
+// durations, the latter becoming RequestTimeout). Unset variables leave their fields zero;
+// a bad value is an error naming the variable.
 func ConfigFromEnv(getenv func(string) string) (Config, error) {
-	var c Config
-	if v := getenv("ETCDCTL_ENDPOINTS"); v != "" {
-		for _, ep := range strings.Split(v, ",") {
-			if ep = strings.TrimSpace(ep); ep != "" {
-				c.Endpoints = append(c.Endpoints, ep)
-			}
-		}
-		if len(c.Endpoints) == 0 {
-			return Config{}, errors.New("ETCDCTL_ENDPOINTS: no endpoint")
-		}
-	}
-	c.CACert, c.Cert, c.Key = getenv("ETCDCTL_CACERT"), getenv("ETCDCTL_CERT"), getenv("ETCDCTL_KEY")
-	c.Username, c.Password = getenv("ETCDCTL_USER"), getenv("ETCDCTL_PASSWORD")
-	if name, pass, ok := strings.Cut(c.Username, ":"); ok {
-		if c.Password != "" {
-			return Config{}, errors.New("ETCDCTL_USER: holds a password and ETCDCTL_PASSWORD is set too")
-		}
-		c.Username, c.Password = name, pass
-	}
-	for _, d := range []struct {
-		name string
-		to   *time.Duration
-	}{{"ETCDCTL_DIAL_TIMEOUT", &c.DialTimeout}, {"ETCDCTL_COMMAND_TIMEOUT", &c.RequestTimeout}} {
-		v := getenv(d.name)
-		if v == "" {
-			continue
-		}
-		t, err := time.ParseDuration(v)
-		if err != nil || t <= 0 {
-			return Config{}, fmt.Errorf("%s: %q is not a positive duration such as 5s", d.name, v)
-		}
-		*d.to = t
-	}
-	return c, nil
+	ec, err := etcdconn.FromEnv(getenv)
+	return Config{Config: ec}, err
 }
 
 // Validate checks c as Open would use it; each error names the field.
 func (c Config) Validate() error {
-	if len(c.Endpoints) == 0 {
-		return errors.New("endpoints: missing")
+	if err := c.Config.Validate(); err != nil {
+		return err
 	}
-	for _, ep := range c.Endpoints {
-		if err := checkEndpoint(ep); err != nil {
-			return fmt.Errorf("endpoints: %q: %w", ep, err)
-		}
+	if err := etcdconn.CheckPrefix(c.Prefix); err != nil {
+		return err
 	}
-	if (c.Cert == "") != (c.Key == "") {
-		return errors.New("cert and key: both or neither")
-	}
-	if c.Password != "" && c.Username == "" {
-		return errors.New("username: missing (a password is set)")
-	}
-	if c.DialTimeout < 0 {
-		return errors.New("dial timeout: negative")
-	}
-	if c.RequestTimeout < 0 {
-		return errors.New("request timeout: negative")
-	}
-	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/")) {
-		return errors.New("prefix: must start and end with /")
-	}
-	_, err := c.tlsConfig()
-	return err
-}
-
-func checkEndpoint(ep string) error {
-	if !strings.Contains(ep, "://") {
-		if strings.TrimSpace(ep) == "" || strings.ContainsAny(ep, "/ ") {
-			return errors.New("want host:port or an http(s) URL")
-		}
-		return nil
-	}
-	u, err := url.Parse(ep)
-	if err != nil {
-		return errors.New("not a URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("scheme %q: want http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("no host")
-	}
-	return nil
-}
-
-// tlsConfig returns the client's TLS configuration, nil for plain HTTP: TLS is used
-// when an endpoint is https or a CA or client certificate is given.
-func (c Config) tlsConfig() (*tls.Config, error) {
-	https := false
-	for _, ep := range c.Endpoints {
-		https = https || strings.HasPrefix(ep, "https://")
-	}
-	if !https && c.CACert == "" && c.Cert == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CACert != "" {
-		pem, err := os.ReadFile(c.CACert)
-		if err != nil {
-			return nil, fmt.Errorf("cacert: %w", err)
-		}
-		cfg.RootCAs = x509.NewCertPool()
-		if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("cacert: %s: no PEM certificate", c.CACert)
-		}
-	}
-	if c.Cert != "" {
-		cert, err := tls.LoadX509KeyPair(c.Cert, c.Key)
-		if err != nil {
-			return nil, fmt.Errorf("cert and key: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	return cfg, nil
-}
-
-func (c Config) withDefaults() Config {
-	if c.DialTimeout == 0 {
-		c.DialTimeout = DefaultDialTimeout
-	}
-	if c.RequestTimeout == 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.Prefix == "" {
-		c.Prefix = DefaultPrefix
-	}
-	return c
+	return c.ValidateTLS()
 }
 
 // Store reads and writes configuration documents in etcd.
 type Store struct {
-	prefix    string
-	timeout   time.Duration
-	onRequest func(string)
-
-	mu     sync.Mutex
-	cc     clientv3.Config
-	client *clientv3.Client // created on first use: with a username it must reach etcd
+	prefix  string
+	timeout time.Duration
+	conn    *etcdconn.Conn
 }
 
 // Open validates cfg and prepares a client. It does not wait for a connection: an
@@ -203,87 +53,15 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
-	tlsCfg, err := cfg.tlsConfig()
+	if cfg.Prefix == "" {
+		cfg.Prefix = DefaultPrefix
+	}
+	conn, err := etcdconn.Open(cfg.Config, cfg.OnRequest)
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{
-		prefix:    cfg.Prefix,
-		timeout:   cfg.RequestTimeout,
-		onRequest: cfg.OnRequest,
-		cc: clientv3.Config{
-			Endpoints:   cfg.Endpoints,
-			TLS:         tlsCfg,
-			Username:    cfg.Username,
-			Password:    cfg.Password,
-			DialTimeout: cfg.DialTimeout,
-			Logger:      zap.NewNop(),
-			// Reconnect within a second or two of etcd coming back, not gRPC's default of
-			// up to two minutes after a long outage.
-			DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-				Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
-				MinConnectTimeout: cfg.DialTimeout,
-			})},
-		},
-	}
-	if cfg.Username == "" { // without auth, creating the client does not wait for etcd
-		if s.client, err = clientv3.New(s.cc); err != nil {
-			return nil, fmt.Errorf("create etcd client: %w", err)
-		}
-	}
-	return s, nil
+	return &Store{prefix: cfg.Prefix, timeout: conn.RequestTimeout(), conn: conn}, nil
 }
 
 // Close closes the connection to etcd.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client == nil {
-		return nil
-	}
-	err := s.client.Close()
-	s.client = nil
-	return err
-}
-
-// etcd returns the client, creating it if needed: with a username, creating it
-// authenticates, which waits for etcd up to the dial timeout, the request timeout or the
-// end of ctx, whichever comes first.
-func (s *Store) etcd(ctx context.Context) (*clientv3.Client, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.client == nil {
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		// The client outlives ctx: ctx may cut short only its creation (clientv3.New
-		// waits for the login on the client's own context).
-		base, abort := context.WithCancel(context.Background())
-		stop := context.AfterFunc(ctx, abort)
-		cc := s.cc
-		cc.Context = base
-		c, err := clientv3.New(cc)
-		if !stop() { // ctx ended first: the client, if any, is being cancelled
-			if c != nil {
-				c.Close()
-			}
-			return nil, fmt.Errorf("connect to etcd: %w", s.classify(ctx.Err()))
-		}
-		if err != nil {
-			return nil, fmt.Errorf("connect to etcd: %w", s.classify(err))
-		}
-		s.client = c
-	}
-	return s.client, nil
-}
-
-// renew closes c and makes the next call create a new client, unless c was replaced
-// already.
-func (s *Store) renew(c *clientv3.Client) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c != nil && s.client == c {
-		s.client = nil
-		c.Close()
-	}
-}
+func (s *Store) Close() error { return s.conn.Close() }

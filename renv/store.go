@@ -3,36 +3,25 @@ package renv
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"regexp"
 	"strings"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 )
 
 // ErrUnavailable is wrapped by the errors of calls that failed because etcd could not be
-// reached or did not answer in time.
-var ErrUnavailable = errors.New("etcd unavailable")
+// reached or did not answer in time (etcdconn's: one sentinel for every etcd user).
+var ErrUnavailable = etcdconn.ErrUnavailable
 
 // updateAttempts is how often Update reads and tries to write before giving up on a
 // document other writers keep changing.
 const updateAttempts = 5
-
-func (s *Store) op(name string) {
-	if s.onRequest != nil {
-		s.onRequest(name)
-	}
-}
 
 // DocPrefix returns the etcd key prefix of app/env's document: Prefix + app + "/" + env + "/".
 func (s *Store) DocPrefix(app, env string) string { return s.prefix + app + "/" + env + "/" }
@@ -70,16 +59,9 @@ func (s *Store) Get(ctx context.Context, app, env string) (Leaves, int64, error)
 // read reads every key under prefix at rev (0: the latest) and returns the leaves, the
 // revision, and each leaf's create revision.
 func (s *Store) read(ctx context.Context, prefix string, rev int64) (Leaves, int64, map[string]int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	c, err := s.etcd(ctx)
+	resp, err := s.conn.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
 	if err != nil {
 		return nil, 0, nil, err
-	}
-	s.op("get")
-	resp, err := c.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	if err != nil {
-		return nil, 0, nil, s.classify(err)
 	}
 	l, created := Leaves{}, make(map[string]int64, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
@@ -163,16 +145,9 @@ func (s *Store) Update(ctx context.Context, app, env string, change func(Leaves)
 
 // txn commits If(cmps).Then(ops) and reports whether it applied and at which revision.
 func (s *Store) txn(ctx context.Context, cmps []clientv3.Cmp, ops []clientv3.Op) (bool, int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	c, err := s.etcd(ctx)
+	resp, err := s.conn.Txn(ctx, cmps, ops)
 	if err != nil {
 		return false, 0, err
-	}
-	s.op("txn")
-	resp, err := c.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return false, 0, s.classify(err)
 	}
 	return resp.Succeeded, resp.Header.Revision, nil
 }
@@ -190,16 +165,9 @@ func (s *Store) Nuke(ctx context.Context, app, env string) (int64, error) {
 	if err := checkName("env", env); env != "" && err != nil {
 		return 0, fmt.Errorf("delete config: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	c, err := s.etcd(ctx)
+	resp, err := s.conn.Delete(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
 		return 0, fmt.Errorf("delete config %s from etcd: %w", name, err)
-	}
-	s.op("delete")
-	resp, err := c.Delete(ctx, prefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, fmt.Errorf("delete config %s from etcd: %w", name, s.classify(err))
 	}
 	return resp.Deleted, nil
 }
@@ -227,69 +195,4 @@ func (s *Store) Dump(ctx context.Context) (map[string]map[string]Leaves, int64, 
 		docs[app][env][leaf] = v
 	}
 	return docs, rev, nil
-}
-
-// classify wraps err with ErrUnavailable when it says etcd could not be reached or did
-// not answer in time, adding why a TLS connection fails if it does: the etcd client
-// reports that only as a timeout.
-func (s *Store) classify(err error) error {
-	err = unavailable(err)
-	if errors.Is(err, ErrUnavailable) && s.cc.TLS != nil {
-		if why := s.tlsProblem(); why != nil {
-			return fmt.Errorf("%w (TLS: %v)", err, why)
-		}
-	}
-	return err
-}
-
-// tlsProblem connects to the first endpoint as the client would and returns why the
-// TLS handshake fails (unknown authority, certificate required…), or nil if it does
-// not fail or the endpoint cannot be reached at all.
-func (s *Store) tlsProblem() error {
-	ep := s.cc.Endpoints[0]
-	if _, host, ok := strings.Cut(ep, "://"); ok {
-		ep = host
-	}
-	cfg := s.cc.TLS.Clone()
-	if cfg.ServerName == "" {
-		cfg.ServerName, _, _ = net.SplitHostPort(ep)
-	}
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", ep, cfg)
-	var opErr *net.OpError
-	if errors.As(err, &opErr) && opErr.Op == "dial" {
-		return nil // not listening: no TLS problem to speak of
-	}
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	// With TLS 1.3 the server refuses a client certificate after the handshake.
-	conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := conn.Read(make([]byte, 1)); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
-}
-
-// unavailable wraps err with ErrUnavailable when it says etcd could not be reached or
-// did not answer in time.
-func unavailable(err error) error {
-	if err == nil || errors.Is(err, ErrUnavailable) {
-		return err
-	}
-	switch {
-	case errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, rpctypes.ErrNoLeader),
-		errors.Is(err, rpctypes.ErrLeaderChanged),
-		errors.Is(err, rpctypes.ErrTimeout),
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail),
-		errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost),
-		errors.Is(err, rpctypes.ErrStopped),
-		errors.Is(err, rpctypes.ErrNotCapable):
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	if c := status.Code(err); c == codes.Unavailable || c == codes.DeadlineExceeded {
-		return fmt.Errorf("%w: %w", ErrUnavailable, err)
-	}
-	return err
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
@@ -18,7 +19,7 @@ import (
 // openStore opens a Store on e, with a short request timeout, closed in t.Cleanup.
 func openStore(t testing.TB, e *testenv.Etcd, edit func(*Config)) *Store {
 	t.Helper()
-	cfg := Config{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.Key, RequestTimeout: time.Second}
+	cfg := Config{Config: etcdconn.Config{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.Key, RequestTimeout: time.Second}}
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -64,7 +64,7 @@ func (s *Store) Watch(ctx context.Context, app, env string, from Snapshot, fn fu
 		if errors.Is(err, errStalled) && w.failed == failed {
 			// etcd answers reads at once but not the watch: after etcd restarted, a
 			// client's new watch streams can stay silent. Start afresh.
-			w.s.renew(c)
+			w.s.conn.Renew(c)
 		}
 	}
 }
@@ -128,7 +128,7 @@ func (w *watch) resync(ctx context.Context) error {
 // follow watches the document from w.last.Rev+1 and delivers its changes until the
 // watch ends, fails or stops answering, or ctx ends.
 func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
-	c, err := w.s.etcd(ctx)
+	c, err := w.s.conn.Client(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("watch config %s: %w", w.name, err)
 	}
@@ -138,7 +138,7 @@ func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
 	wctx := metadata.AppendToOutgoingContext(clientv3.WithRequireLeader(ctx), "pushdeploy-watch", strconv.Itoa(w.streams))
 	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
-	w.s.op("watch")
+	w.s.conn.Op("watch")
 	// Creating a watch waits for its stream, however long etcd is away.
 	giveUp := time.AfterFunc(w.s.timeout, cancel)
 	wch := c.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(w.last.Rev+1))
@@ -157,7 +157,7 @@ func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
 				return c, fmt.Errorf("watch config %s: %w", w.name, errors.New("watch closed"))
 			}
 			if err := resp.Err(); err != nil {
-				return c, fmt.Errorf("watch config %s: %w", w.name, w.s.classify(err))
+				return c, fmt.Errorf("watch config %s: %w", w.name, w.s.conn.Classify(err))
 			}
 			probing, w.reported = false, false // the watch works: a new outage will be reported
 			idle.Reset(w.s.timeout)
@@ -175,11 +175,11 @@ func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
 				return c, fmt.Errorf("watch config %s: %w: no answer to a progress request in %v", w.name, errStalled, w.s.timeout)
 			}
 			pctx, pcancel := context.WithTimeout(wctx, w.s.timeout)
-			w.s.op("progress")
+			w.s.conn.Op("progress")
 			err := c.RequestProgress(pctx)
 			pcancel()
 			if err != nil {
-				return c, fmt.Errorf("watch config %s: request progress: %w", w.name, w.s.classify(err))
+				return c, fmt.Errorf("watch config %s: request progress: %w", w.name, w.s.conn.Classify(err))
 			}
 			probing = true
 			idle.Reset(w.s.timeout)

@@ -23,10 +23,20 @@ const (
 	StatusStale      Status = "stale"
 )
 
+// The statuses of deploys the deploy lock or a fleet holds back.
+const (
+	// StatusWaiting: accepted and not started, waiting for the deploy lock to go, for the
+	// canary hosts to succeed or for a fleet slot; the note says which.
+	StatusWaiting Status = "waiting"
+	// StatusHalted (final): not deployed because the commit failed on another host of the
+	// fleet; the running release stays.
+	StatusHalted Status = "halted"
+)
+
 // Final reports whether nothing more will happen to a deploy in this status.
 func (s Status) Final() bool {
 	switch s {
-	case StatusSucceeded, StatusFailed, StatusSuperseded, StatusStale:
+	case StatusSucceeded, StatusFailed, StatusSuperseded, StatusStale, StatusHalted:
 		return true
 	}
 	return false
@@ -42,6 +52,10 @@ const (
 
 // TriggerManual is the Trigger of a deploy asked for with `pushdeploy deploy`.
 const TriggerManual = "manual"
+
+// KindReconcile is a deploy the agent queued itself: the branch points at a commit this host
+// does not run (a push it missed while down or partitioned); it runs as a deploy does.
+const KindReconcile = "reconcile"
 
 // Deploy is the durable record of one deploy, restart or rollback (Kind).
 type Deploy struct {
@@ -62,6 +76,9 @@ type Deploy struct {
 	Error      string `json:"error,omitempty"`
 	Note       string `json:"note,omitempty"` // why it was stale or superseded, or other detail
 	FetchBytes int64  `json:"fetch_bytes,omitempty"`
+	// WaitedMS is how long the deploy waited for the lock, the canary hosts or a fleet slot
+	// before it started: Started is when the wait ended.
+	WaitedMS int64 `json:"waited_ms,omitempty"`
 	// ConfigRev is the etcd revision of the configuration the deploy rolled out, and
 	// ConfigSource where it came from: "etcd", or "cache" while etcd was unreachable.
 	ConfigRev    int64     `json:"config_rev,omitempty"`

@@ -20,10 +20,18 @@ import (
 )
 
 // binary builds pushdeploy once for the end-to-end tests.
-func binary(t *testing.T) string {
+func binary(t testing.TB) string {
+	t.Helper()
+	return build(t)
+}
+
+// build builds pushdeploy with env added to the go command's environment.
+func build(t testing.TB, env ...string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "pushdeploy")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

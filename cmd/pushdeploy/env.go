@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pushdeploy/pushdeploy/config"
+	"github.com/pushdeploy/pushdeploy/internal/etcdconn"
 	"github.com/pushdeploy/pushdeploy/renv"
 )
 
@@ -58,6 +59,15 @@ func newEnvCmd() *cobra.Command {
 		Short: "Read and change the apps' configuration documents in etcd",
 		Long:  envLong,
 	}
+	f.register(cmd, renv.DefaultPrefix, "etcd key prefix of the documents")
+	cmd.AddCommand(newEnvGetCmd(f), newEnvSetCmd(f), newEnvUnsetCmd(f), newEnvImportCmd(f),
+		newEnvExportCmd(f), newEnvDumpCmd(f), newEnvNukeCmd(f))
+	return cmd
+}
+
+// register adds the connection flags to cmd and its subcommands; --prefix is the key
+// prefix of what the commands read (the documents, or the fleet's keys).
+func (f *envFlags) register(cmd *cobra.Command, prefix, prefixUsage string) {
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&f.endpoints, "endpoints", defaultEtcdEndpoint, "etcd client URLs, comma-separated")
 	pf.StringVar(&f.cacert, "cacert", "", "verify etcd's certificate with this CA bundle")
@@ -66,11 +76,8 @@ func newEnvCmd() *cobra.Command {
 	pf.StringVar(&f.user, "user", "", "etcd user as NAME or NAME:PASSWORD (password also from $ETCDCTL_PASSWORD)")
 	pf.DurationVar(&f.dialTimeout, "dial-timeout", defaultEtcdTimeout, "how long to try to connect to etcd")
 	pf.DurationVar(&f.commandTimeout, "command-timeout", defaultEtcdTimeout, "how long one etcd request may take")
-	pf.StringVar(&f.prefix, "prefix", renv.DefaultPrefix, "etcd key prefix of the documents")
+	pf.StringVar(&f.prefix, "prefix", prefix, prefixUsage)
 	pf.StringVar(&f.configPath, "config", config.DefaultPath, "agent configuration file ('' for none)")
-	cmd.AddCommand(newEnvGetCmd(f), newEnvSetCmd(f), newEnvUnsetCmd(f), newEnvImportCmd(f),
-		newEnvExportCmd(f), newEnvDumpCmd(f), newEnvNukeCmd(f))
-	return cmd
 }
 
 // envSettings is what an env command runs with: the merged connection settings and the
@@ -78,25 +85,25 @@ func newEnvCmd() *cobra.Command {
 type envSettings struct {
 	renv         renv.Config
 	environments []string
+	agent        *config.Config // nil without one
 	getenv       func(string) string
 }
 
 // settings merges defaults, the agent configuration, ETCDCTL_* variables and the flags
 // given, in that order, and validates the result once.
 func (f *envFlags) settings(cmd *cobra.Command) (*envSettings, error) {
-	s := &envSettings{getenv: os.Getenv, renv: renv.Config{
+	s := &envSettings{getenv: os.Getenv, renv: renv.Config{Prefix: renv.DefaultPrefix, Config: etcdconn.Config{
 		Endpoints:      []string{defaultEtcdEndpoint},
-		Prefix:         renv.DefaultPrefix,
 		DialTimeout:    defaultEtcdTimeout,
 		RequestTimeout: defaultEtcdTimeout,
-	}}
+	}}}
 	flags := cmd.Flags()
 	ac, err := f.agentConfig(flags.Changed("config"))
 	if err != nil {
 		return nil, err
 	}
 	if ac != nil {
-		s.environments = ac.Environments
+		s.agent, s.environments = ac, ac.Environments
 		if ac.Etcd != nil {
 			overlayRenv(&s.renv, ac.Etcd.Renv())
 		}

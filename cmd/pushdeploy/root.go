@@ -30,7 +30,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newAgentCmd(), newVersionCmd(), newStatusCmd(), newHistoryCmd(),
 		newReleasesCmd(), newHooksCmd(), newUnitsCmd(), newRestartCmd(), newRollbackCmd(), newEnvCmd(),
-		newLogsCmd(), newDeployCmd(), newConfigCmd())
+		newLogsCmd(), newDeployCmd(), newConfigCmd(), newFleetCmd(), newLockCmd(), newUnlockCmd(), newPromoteCmd())
 	polishTree(root)
 	return root
 }

@@ -77,3 +77,7 @@ func (l Layout) GoodConfig(app string) string { return filepath.Join(l.Config(ap
 
 // BadConfig records the app's last configuration that was reverted as unhealthy.
 func (l Layout) BadConfig(app string) string { return filepath.Join(l.Config(app), "bad.json") }
+
+// Lock is the app's deploy lock on a host without etcd (who, when, why, as JSON): while it
+// exists, pushes wait.
+func (l Layout) Lock(app string) string { return filepath.Join(l.App(app), "lock.json") }
