@@ -239,5 +239,9 @@ func (a *Agent) releaseSlot(ap *app, d *state.Deploy) {
 	defer cancel()
 	if err := slot.Release(ctx, o, abbrev.FirstLine(d.Error)); err != nil {
 		a.fl.log.Error().Err(err).Str("app", d.App).Str("deploy", d.ID).Msg("release fleet slot")
+		return
+	}
+	if o == fleet.Failed && ap.cfg.Fleet != nil && ap.cfg.Fleet.Policy().HaltOnFailure {
+		a.metrics.ops.fleetHalts.WithLabelValues(d.App).Inc() // this host's failure halts the commit fleet-wide
 	}
 }

@@ -12,8 +12,8 @@ type opsMetrics struct {
 	lastSuccess *prometheus.GaugeVec
 	reverted    *prometheus.CounterVec
 	halted      *prometheus.CounterVec
-	// fleetHalts counts rollouts of an environment halted across the fleet; the fleet
-	// coordinator increments it.
+	// fleetHalts counts this host's failures that halted a commit for the whole fleet
+	// (apps.<app>.fleet.halt_on_failure): releaseSlot increments it.
 	fleetHalts *prometheus.CounterVec
 }
 
