@@ -27,7 +27,6 @@ const (
 	haproxyBind  = 8080 // h1's haproxy frontend, from the role's haproxy piece
 )
 
-
 // TestSite runs site.yml in check mode on two fresh lab hosts (nothing changes), provisions
 // them from a package built by the repository's own `make deb`, runs it again (nothing
 // changes), checks that --check --diff reports a change without making it, deploys the demo app on both with a git push, and
