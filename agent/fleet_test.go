@@ -2,9 +2,13 @@ package agent
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/fleet"
@@ -125,6 +129,7 @@ func TestAgent_fleet(t *testing.T) {
 		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: time.Second, LeaseTTL: 2 * time.Second}
 		c.Apps["web"].Script = config.Argv{script}
 		c.Apps["web"].Fleet = &config.Fleet{MaxParallel: "2", CanaryHosts: 1}
+		c.UI = &config.UI{Listen: "127.0.0.1:0"}
 	})
 	fs, err := fleet.Open(fleet.Config{Conn: etcdconn.Config{Endpoints: e.Endpoints}})
 	if err != nil {
@@ -159,6 +164,13 @@ func TestAgent_fleet(t *testing.T) {
 	if l := sum.Lines[0]; l.Host != "test-host" || l.Mark != "good" || l.State != "succeeded" {
 		t.Errorf("registry line: %+v", l)
 	}
+	// The status page shows the fleet: the summary line and the host's.
+	page := getPage(t, "http://"+f.agent.UIAddr()+"/")
+	for _, want := range []string{`id="fleet"`, "converged on " + v1[:12] + " (1 hosts)", "<td>test-host</td>", v1[:12]} {
+		if !strings.Contains(page, want) {
+			t.Errorf("status page lacks %q in its fleet section", want)
+		}
+	}
 	// A commit that fails halts itself for the fleet; a redelivery is halted, not deployed.
 	f.repo.Write("FAIL", "", 0o644)
 	v2 := f.commit("2")
@@ -172,6 +184,12 @@ func TestAgent_fleet(t *testing.T) {
 		_, h, err := fs.Check(ctx, "web", "production", v2)
 		return err == nil && h != nil && h.Host == "test-host"
 	})
+	if got := testutil.ToFloat64(f.agent.metrics.ops.fleetHalts.WithLabelValues("web")); got != 1 {
+		t.Errorf("pushdeploy_fleet_halts_total{app=web}: got %v, want 1", got)
+	}
+	if page := getPage(t, "http://"+f.agent.UIAddr()+"/"); !strings.Contains(page, "halted: "+v2[:12]+" failed on test-host") {
+		t.Errorf("status page does not show the halt:\n%s", page)
+	}
 	r = f.deliver("refs/heads/deploy-production", v1, v2)
 	if d := f.wait(r.Deploy); d.Status != state.StatusHalted || !strings.Contains(d.Note, "failed on test-host") {
 		t.Errorf("redelivered halted commit: got %s (%s), want halted", d.Status, d.Note)
@@ -188,6 +206,21 @@ func TestAgent_fleet(t *testing.T) {
 		_, h, err := fs.Check(ctx, "web", "production", v2)
 		return err == nil && h == nil
 	})
+}
+
+// getPage GETs url and returns its body, failing the test on anything but 200.
+func getPage(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	return string(b)
 }
 
 func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {

@@ -57,7 +57,7 @@ func (a *Agent) openView() error {
 	a.view.uiLn = ln
 	ctx, cancel := context.WithCancel(context.Background())
 	a.view.ui = &http.Server{
-		Handler: ui.Handler(uiBackend{a: a}, ui.Options{Token: u.Token(),
+		Handler: ui.Handler(a.uiBackend(), ui.Options{Token: u.Token(),
 			Log: a.log.With().Str("component", "ui").Logger()}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,

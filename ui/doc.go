@@ -9,6 +9,7 @@
 // record, a log follower). Handler serves it, read-only; with a token, every request must
 // carry it (Authorization: Bearer, or once as ?token=, which sets a cookie).
 //
-// The index page leaves room for a fleet section (every host of each environment, from
-// etcd): the "fleet" template block, empty until a backend provides one.
+// A backend that is also a FleetBackend (the agent's, when etcd is configured) adds a fleet
+// section to the index: every app of each environment with its summary line (converged, or
+// how many hosts are where), its lock and halt, and every host with what it runs.
 package ui

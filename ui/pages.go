@@ -93,6 +93,14 @@ func (s *server) fail(w http.ResponseWriter, err error) {
 	fmt.Fprintln(w, "internal error; the agent's log says more")
 }
 
+// indexData is what the index shows: this host's apps, and with a fleet every host's.
+type indexData struct {
+	Apps     []appHistory
+	HasFleet bool
+	Fleet    []FleetApp
+	FleetErr string
+}
+
 // appHistory is an app and its newest deploys.
 type appHistory struct {
 	App
@@ -115,7 +123,15 @@ func (s *server) index(w http.ResponseWriter, r *http.Request) {
 		}
 		out[i] = appHistory{App: a, History: h[:min(len(h), s.opts.IndexHistory)], More: len(h) > s.opts.IndexHistory}
 	}
-	s.render(w, r, "index.html", "pushdeploy", out)
+	idx := indexData{Apps: out}
+	if fb, ok := s.b.(FleetBackend); ok {
+		// etcd down leaves the host's own view usable: the fleet section says why it is empty.
+		if idx.Fleet, err = fb.Fleet(r.Context()); err != nil {
+			idx.FleetErr = err.Error()
+		}
+		idx.HasFleet = true
+	}
+	s.render(w, r, "index.html", "pushdeploy", idx)
 }
 
 func (s *server) app(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,37 @@ type Backend interface {
 	Follow(ctx context.Context, app, id string, from int64, emit func(line []byte, next int64) error) (*state.Deploy, error)
 }
 
+// FleetBackend is what a backend with a fleet (etcd configured) also provides: the index
+// then shows every host of each environment and what it runs. A backend without one is
+// simply not asked.
+type FleetBackend interface {
+	// Fleet reports each app of each environment across its hosts, sorted; it is one read
+	// of etcd per load of the index.
+	Fleet(ctx context.Context) ([]FleetApp, error)
+}
+
+// FleetApp is one app in one environment across its hosts.
+type FleetApp struct {
+	App, Env string
+	// Summary is the status line: "converged on abc1234 (5 hosts)", or "3 of 5 hosts on
+	// abc1234, 1 deploying, 1 unreachable".
+	Summary   string
+	Converged bool
+	Hosts     []FleetHost
+	// Lock and Halt say why hosts wait or gave up, "" when nothing does.
+	Lock, Halt string
+}
+
+// FleetHost is one host's line.
+type FleetHost struct {
+	Host  string
+	Alive bool
+	SHA   string
+	Mark  string
+	State string // unreachable, a deploy's step, or the last deploy's outcome
+	Since time.Time
+}
+
 // App is what the index shows of an app.
 type App struct {
 	Name    string

@@ -3,6 +3,7 @@ package ui_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -225,5 +226,54 @@ func TestHandler_events(t *testing.T) {
 	}
 	if _, err := rd.ReadString('\n'); err != io.EOF {
 		t.Errorf("after end: got %v, want the stream closed", err)
+	}
+}
+
+// fleetFake is the fake with a fleet, as the agent's backend is when etcd is configured.
+type fleetFake struct {
+	*fakeBackend
+	fleet []ui.FleetApp
+	err   error
+}
+
+func (f fleetFake) Fleet(context.Context) ([]ui.FleetApp, error) { return f.fleet, f.err }
+
+func TestHandler_fleet(t *testing.T) {
+	sha := strings.Repeat("1", 40)
+	tests := []struct {
+		name     string
+		b        ui.Backend
+		want     []string
+		dontWant []string
+	}{
+		{"no fleet", newFake(), nil, []string{`id="fleet"`}},
+		{"a fleet", fleetFake{fakeBackend: newFake(), fleet: []ui.FleetApp{{App: "web", Env: "production",
+			Summary: "1 of 2 hosts on 111111111111, 1 unreachable", Lock: "alice at 12:00: freeze",
+			Hosts: []ui.FleetHost{{Host: "web-1", Alive: true, SHA: sha, Mark: "good", State: "succeeded", Since: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)},
+				{Host: "web-2", State: "unreachable"}}}}},
+			[]string{`id="fleet"`, "1 of 2 hosts on 111111111111, 1 unreachable", "locked: alice at 12:00: freeze", "<td>web-1</td>",
+				`<tr class="none"><td>web-2</td>`, "unreachable"}, nil},
+		{"etcd down", fleetFake{fakeBackend: newFake(), err: errors.New("read fleet from etcd: context deadline exceeded")},
+			[]string{`id="fleet"`, "fleet unavailable: read fleet from etcd", "acme/web"}, nil},
+		{"nobody registered yet", fleetFake{fakeBackend: newFake()}, []string{"no host has registered in etcd yet"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := get(t, ui.Handler(tt.b, ui.Options{}), "/")
+			b := body(t, r)
+			if r.StatusCode != http.StatusOK {
+				t.Fatalf("got %d: %s", r.StatusCode, b)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b, w) {
+					t.Errorf("index lacks %q:\n%s", w, b)
+				}
+			}
+			for _, w := range tt.dontWant {
+				if strings.Contains(b, w) {
+					t.Errorf("index has %q", w)
+				}
+			}
+		})
 	}
 }
