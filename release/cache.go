@@ -65,7 +65,7 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 	if _, err := remote.Protocol(); err != nil {
 		return nil, err
 	}
-	st := openStorage(dir, cacheBytes, 0)
+	st := &cacheStorage{Storage: openStorage(dir, cacheBytes, 0), dir: dir}
 	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

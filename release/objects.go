@@ -36,12 +36,14 @@ type objectKey struct {
 	exec bool
 }
 
-// name is the object's file name in a build's temporary directory.
+// name is the object's path in a build's temporary directory: in one of 16 directories,
+// so that writers creating files at once do not all wait for one directory's lock.
 func (k objectKey) name() string {
+	hex := k.hash.String()
 	if k.exec {
-		return k.hash.String() + ".x"
+		hex += ".x"
 	}
-	return k.hash.String()
+	return hex[:1] + "/" + hex
 }
 
 // dirRef is a directory of the release being built, open as fd, closed when the last of
@@ -82,13 +84,14 @@ type pending struct {
 // cache into a file of the build's temporary directory, and links every file waiting for
 // it. publish gives them their names in the store once they are on disk.
 type objectWriter struct {
-	store  *Store
-	cache  *Cache
-	tmp    string // objects/tmp/<build>/: an object is "<hex>[.x]" there once whole
-	jobs   chan objectKey
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	store   *Store
+	cache   *Cache
+	tmp     string // objects/tmp/<build>/: an object is "<h>/<hex>[.x]" there once whole
+	workers int
+	jobs    chan objectKey
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	packsOnce sync.Once
 	packs     *packSet
@@ -111,7 +114,7 @@ func (s *Store) newObjectWriter(ctx context.Context, c *Cache) (*objectWriter, e
 	if n <= 0 {
 		n = DefaultWorkers
 	}
-	w := &objectWriter{store: s, cache: c, tmp: tmp, jobs: make(chan objectKey, n), inflight: map[objectKey]*pending{}}
+	w := &objectWriter{store: s, cache: c, tmp: tmp, workers: n, jobs: make(chan objectKey, n), inflight: map[objectKey]*pending{}}
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	for range n {
 		w.wg.Go(w.work)
@@ -256,24 +259,50 @@ func (wk *worker) write(key objectKey) error {
 	// The file has its final name in the build's directory from the start: while the
 	// object is in inflight nothing links to it, and once out of it, it is whole (or the
 	// build has failed).
-	f, err := os.OpenFile(filepath.Join(wk.w.tmp, key.name()), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	name := filepath.Join(wk.w.tmp, key.name())
+	const flags = unix.O_WRONLY | unix.O_CREAT | unix.O_EXCL | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Open(name, flags, 0o600)
+	if errors.Is(err, unix.ENOENT) { // the first object of its directory
+		if err = os.Mkdir(filepath.Dir(name), 0o700); err == nil || errors.Is(err, os.ErrExist) {
+			fd, err = unix.Open(name, flags, 0o600)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("write object %s: %w", key.hash, err)
 	}
-	n, err := io.CopyBuffer(f, r, wk.buf)
+	n, err := io.CopyBuffer(fdWriter(fd), r, wk.buf)
 	if err == nil && n != size {
 		err = fmt.Errorf("blob %s is %d bytes, its header says %d", key.hash, n, size)
 	}
 	if err == nil {
-		err = f.Chmod(objectMode(key.exec))
+		err = unix.Fchmod(fd, uint32(objectMode(key.exec)))
 	}
-	if cerr := f.Close(); err == nil {
+	if cerr := unix.Close(fd); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return fmt.Errorf("write object %s: %w", key.hash, err)
 	}
 	return nil
+}
+
+// fdWriter writes to a file descriptor directly: an os.File would first try to add a
+// regular file to the poller, a system call per object for nothing.
+type fdWriter int
+
+func (fd fdWriter) Write(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		m, err := unix.Write(int(fd), p[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
 }
 
 // open returns a reader of blob h and its size: straight from its pack when it is stored
@@ -331,17 +360,44 @@ func (w *objectWriter) wait(walkErr error) error {
 // publish moves every object the build wrote to its name in the store. The caller has
 // synced them to disk. An object another build published meanwhile is kept (the release
 // links ours, equal to it), unless it is not whole.
+//
+// Its directories are published at once, by as many goroutines as the build had writers.
 func (w *objectWriter) publish() error {
-	d, err := os.Open(w.tmp)
+	shards, err := os.ReadDir(w.tmp)
+	if err != nil {
+		return fmt.Errorf("publish objects: %w", err)
+	}
+	dirs := make(chan string, len(shards))
+	for _, shard := range shards {
+		dirs <- filepath.Join(w.tmp, shard.Name())
+	}
+	close(dirs)
+	var wg sync.WaitGroup
+	errs := make([]error, min(w.workers, len(shards)))
+	for i := range errs {
+		wg.Go(func() {
+			made := map[string]bool{}
+			for dir := range dirs {
+				if errs[i] == nil {
+					errs[i] = w.publishDir(dir, made)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (w *objectWriter) publishDir(dir string, made map[string]bool) error {
+	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("publish objects: %w", err)
 	}
 	defer d.Close()
-	made := map[string]bool{}
 	for {
 		names, err := d.Readdirnames(1024)
 		for _, name := range names {
-			if perr := w.publishOne(name, made); perr != nil {
+			if perr := w.publishOne(dir, name, made); perr != nil {
 				return perr
 			}
 		}
@@ -354,12 +410,12 @@ func (w *objectWriter) publish() error {
 	}
 }
 
-func (w *objectWriter) publishOne(name string, made map[string]bool) error {
+func (w *objectWriter) publishOne(dir, name string, made map[string]bool) error {
 	hex, exec := strings.CutSuffix(name, ".x")
 	if !ValidSHA(hex) {
-		return fmt.Errorf("publish objects: unexpected file %q in %s", name, w.tmp)
+		return fmt.Errorf("publish objects: unexpected file %q in %s", name, dir)
 	}
-	src := filepath.Join(w.tmp, name)
+	src := filepath.Join(dir, name)
 	dst := w.store.dirs.Object(hex, exec)
 	if dir := filepath.Dir(dst); !made[dir] {
 		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {

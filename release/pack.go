@@ -38,20 +38,20 @@ type pack struct {
 	size int64
 }
 
-// openPacks opens every pack of the bare repository dir that has an index.
+// openPacks opens every pack of the bare repository dir, with its index.
 func openPacks(dir string) (*packSet, error) {
-	idxs, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "pack-*.idx"))
+	packs, err := filepath.Glob(filepath.Join(dir, "objects", "pack", "pack-*.pack"))
 	if err != nil {
 		return nil, err
 	}
 	ps := &packSet{}
-	for _, name := range idxs {
-		idx, err := readPackIndex(name)
+	for _, name := range packs {
+		idx, err := readPackIndex(strings.TrimSuffix(name, ".pack") + ".idx")
 		if err != nil {
 			ps.close()
 			return nil, err
 		}
-		f, err := os.Open(strings.TrimSuffix(name, ".idx") + ".pack")
+		f, err := os.Open(name)
 		if err != nil {
 			ps.close()
 			return nil, fmt.Errorf("open pack: %w", err)
