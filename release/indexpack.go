@@ -57,21 +57,28 @@ type indexer struct {
 	done chan error
 
 	objs    []packed
+	bases   map[int]base  // of the deltas, by index in objs
+	end     int64         // where the last entry ends: the trailer starts
 	sum     plumbing.Hash // the pack's checksum, its trailer
 	zr      io.ReadCloser
 	scratch []byte
 }
 
-// packed is one object of the pack.
+// packed is one object of the pack, kept small: a fetch of 100,000 objects holds 100,000.
+// Its entry ends where the next one starts.
 type packed struct {
-	off, end int64               // where its entry starts and ends in the pack
-	data     int64               // where its zlib stream starts
-	typ      plumbing.ObjectType // a delta's is its base's once resolved
-	delta    bool
-	size     int64         // inflated: the object's, or a delta's
-	base     int64         // an ofs-delta's base entry
-	ref      plumbing.Hash // a ref-delta's base object
-	id       plumbing.Hash // zero until known
+	off   int64 // where its entry starts in the pack
+	size  int64 // inflated: the object's, or a delta's
+	id    plumbing.Hash
+	typ   plumbing.ObjectType // a delta's is its base's once resolved
+	hdr   uint8               // the entry's header length: its zlib stream starts after it
+	delta bool
+}
+
+// base is where a delta's base is: the entry at off (an ofs-delta), or the object ref.
+type base struct {
+	off int64
+	ref plumbing.Hash
 }
 
 func (ix *indexer) Write(p []byte) (int, error) { return ix.pipe.Write(p) }
@@ -118,13 +125,18 @@ func (ix *indexer) receive(r *io.PipeReader) (err error) {
 	n := binary.BigEndian.Uint32(head[8:])
 	ix.objs = make([]packed, 0, min(n, 1<<16))
 	buf := make([]byte, copyBuffer)
+	ix.bases = map[int]base{}
 	for range n {
-		o, err := ix.entry(cr, buf)
+		o, b, err := ix.entry(cr, buf)
 		if err != nil {
 			return fmt.Errorf("object at %d: %w", cr.n, err)
 		}
+		if o.delta {
+			ix.bases[len(ix.objs)] = b
+		}
 		ix.objs = append(ix.objs, o)
 	}
+	ix.end = cr.n
 	var trailer plumbing.Hash
 	if _, err := io.ReadFull(cr, trailer[:]); err != nil {
 		return fmt.Errorf("pack trailer: %w", err)
@@ -140,17 +152,18 @@ func (ix *indexer) receive(r *io.PipeReader) (err error) {
 }
 
 // entry reads one pack entry: its header, then its zlib stream, inflated and hashed unless
-// it is a delta.
-func (ix *indexer) entry(cr *countingReader, buf []byte) (packed, error) {
+// it is a delta, whose base it returns.
+func (ix *indexer) entry(cr *countingReader, buf []byte) (packed, base, error) {
 	o := packed{off: cr.n}
+	var b base
 	c, err := cr.ReadByte()
 	if err != nil {
-		return o, err
+		return o, b, err
 	}
 	o.typ, o.size = plumbing.ObjectType((c>>4)&7), int64(c&15)
 	for shift := 4; c&0x80 != 0; shift += 7 {
 		if c, err = cr.ReadByte(); err != nil || shift > 56 {
-			return o, fmt.Errorf("bad entry header (%v)", err)
+			return o, b, fmt.Errorf("bad entry header (%v)", err)
 		}
 		o.size |= int64(c&0x7f) << shift
 	}
@@ -163,32 +176,31 @@ func (ix *indexer) entry(cr *countingReader, buf []byte) (packed, error) {
 			dist = (dist+1)<<7 | int64(c&0x7f)
 		}
 		if err != nil || dist <= 0 || dist > o.off {
-			return o, fmt.Errorf("bad delta base offset (%v)", err)
+			return o, b, fmt.Errorf("bad delta base offset (%v)", err)
 		}
-		o.base = o.off - dist
+		b.off = o.off - dist
 	case plumbing.REFDeltaObject:
-		if _, err := io.ReadFull(cr, o.ref[:]); err != nil {
-			return o, err
+		if _, err := io.ReadFull(cr, b.ref[:]); err != nil {
+			return o, b, err
 		}
 	case plumbing.CommitObject, plumbing.TreeObject, plumbing.BlobObject, plumbing.TagObject:
 	default:
-		return o, fmt.Errorf("bad object type %d", o.typ)
+		return o, b, fmt.Errorf("bad object type %d", o.typ)
 	}
-	o.data, o.delta = cr.n, o.typ.IsDelta()
+	o.hdr, o.delta = uint8(cr.n-o.off), o.typ.IsDelta()
 	var h *plumbing.Hasher
 	var w io.Writer = io.Discard
-	if !o.typ.IsDelta() {
+	if !o.delta {
 		hh := plumbing.NewHasher(o.typ, o.size)
 		h, w = &hh, hh
 	}
 	if err := ix.inflate(cr, w, o.size, buf); err != nil {
-		return o, err
+		return o, b, err
 	}
 	if h != nil {
 		o.id = h.Sum()
 	}
-	o.end = cr.n
-	return o, nil
+	return o, b, nil
 }
 
 // inflate copies the zlib stream at r, which must inflate to exactly size bytes, to w.
@@ -237,22 +249,19 @@ func (ix *indexer) finish() error {
 // resolve computes the id of every delta, its base's content in hand: depth first from
 // each whole object, so that a chain holds only its own objects in memory.
 func (ix *indexer) resolve() error {
-	byBase := map[int64][]int{}
-	byRef := map[plumbing.Hash][]int{}
-	deltas := 0
-	for i, o := range ix.objs {
-		switch o.typ {
-		case plumbing.OFSDeltaObject:
-			byBase[o.base] = append(byBase[o.base], i)
-			deltas++
-		case plumbing.REFDeltaObject:
-			byRef[o.ref] = append(byRef[o.ref], i)
-			deltas++
-		}
-	}
-	if deltas == 0 {
+	if len(ix.bases) == 0 {
 		return nil
 	}
+	byBase := map[int64][]int{}
+	byRef := map[plumbing.Hash][]int{}
+	for i, b := range ix.bases {
+		if ix.objs[i].typ == plumbing.OFSDeltaObject {
+			byBase[b.off] = append(byBase[b.off], i)
+		} else {
+			byRef[b.ref] = append(byRef[b.ref], i)
+		}
+	}
+	deltas := len(ix.bases)
 	resolved := 0
 	var walk func(i int, content []byte) error
 	walk = func(i int, content []byte) error {
@@ -302,11 +311,20 @@ func (ix *indexer) read(i int) ([]byte, error) {
 	if ix.scratch == nil {
 		ix.scratch = make([]byte, 64<<10)
 	}
-	r := bufio.NewReader(io.NewSectionReader(ix.file, o.data, o.end-o.data))
+	data := o.off + int64(o.hdr)
+	r := bufio.NewReader(io.NewSectionReader(ix.file, data, ix.entryEnd(i)-data))
 	if err := ix.inflate(r, &b, o.size, ix.scratch); err != nil {
 		return nil, fmt.Errorf("object at %d: %w", o.off, err)
 	}
 	return b.Bytes(), nil
+}
+
+// entryEnd is where object i's entry ends: where the next starts, or the trailer.
+func (ix *indexer) entryEnd(i int) int64 {
+	if i+1 < len(ix.objs) {
+		return ix.objs[i+1].off
+	}
+	return ix.end
 }
 
 // crcs is the CRC-32 of every entry as it is in the pack, which the index records.
@@ -315,7 +333,7 @@ func (ix *indexer) crcs() ([]uint32, error) {
 	buf := make([]byte, copyBuffer)
 	for i, o := range ix.objs {
 		h := crc32.NewIEEE()
-		if _, err := io.CopyBuffer(h, io.NewSectionReader(ix.file, o.off, o.end-o.off), buf); err != nil {
+		if _, err := io.CopyBuffer(h, io.NewSectionReader(ix.file, o.off, ix.entryEnd(i)-o.off), buf); err != nil {
 			return nil, err
 		}
 		out[i] = h.Sum32()
