@@ -6,7 +6,7 @@ LDFLAGS     := -s -w -X main.version=$(VERSION)
 BIN         := bin/pushdeploy
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build deb test test-unprivileged fuzz lint demo bench clean
+.PHONY: build deb test test-unprivileged fuzz stress lint demo bench clean
 
 # A static binary (no cgo: no libc to match on the host it is copied to).
 build:
@@ -40,6 +40,12 @@ fuzz:
 	  n=$$(echo "$$out" | sed -n 's/.*execs: \([0-9]*\) .*/\1/p' | tail -1); \
 	  echo "fuzz $$pkg.$$fn: $${n:-0} executions past the seeds in $(FUZZTIME), no failure"; \
 	done
+
+# Every test again with PUSHDEPLOY_STRESS=1, which runs the long ones at full size (a release
+# of one 200 MB file and one of 50,000 files, their peak RSS bounded), without -race: its
+# shadow memory would hide what they measure.
+stress:
+	PUSHDEPLOY_STRESS=1 $(GO) run ./scripts/testsum $(GO) test -count=1 -timeout 60m -json ./...
 
 # The rollout engine's table tests (a fake service manager) need no privilege: run as root,
 # they run again as nobody, so nothing in them can come to depend on root.

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path"
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/sys/unix"
@@ -24,13 +24,22 @@ type Info struct {
 	Deploy string // the deploy id that built it
 }
 
+// maxSymlink is the longest symlink target Linux stores (PATH_MAX less the NUL).
+const maxSymlink = 4095
+
 // Build lays out the tree of commit sha, which must be in c, as app's release. Files are hard
 // links to read-only objects; symlinks are symlinks; the exec bit is kept. It is built in a
 // temporary directory and renamed into place, so releases/<sha> is either whole or absent.
 // Building a release that exists already returns it unchanged.
 //
+// A file whose object is in the store already is linked without reading its blob; only
+// missing blobs are read, streamed from the cache into new objects by Workers goroutines.
+// New objects take their names in the store only once they are on disk (one syncfs for the
+// whole release), so an object under its name is always whole.
+//
 // Every directory is created and entered through file descriptors with O_NOFOLLOW, so a
-// crafted tree can never make a write follow a symlink out of the release.
+// crafted tree can never make a write follow a symlink out of the release. A tree with a
+// name that could escape (ErrUnsafePath) or a submodule (ErrSubmodule) is refused.
 func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, info Info) (Release, error) {
 	if !ValidSHA(sha) {
 		return Release{}, fmt.Errorf("build %q: not a 40-hex commit id", sha)
@@ -63,15 +72,21 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 	if err != nil {
 		return Release{}, fmt.Errorf("open release dir: %w", err)
 	}
-	defer unix.Close(root)
 
 	unlock, err := s.lockObjects(false)
 	if err != nil {
+		unix.Close(root)
 		return Release{}, err
 	}
-	b := &builder{ctx: ctx, store: s, cache: c}
-	err = b.writeTree(root, "", tree)
-	unlock()
+	defer unlock()
+	objs, err := s.newObjectWriter(ctx, c)
+	if err != nil {
+		unix.Close(root)
+		return Release{}, err
+	}
+	defer objs.remove()
+	b := &builder{ctx: ctx, store: s, cache: c, objs: objs}
+	err = objs.wait(b.writeTree(newDirRef(root), "", tree))
 	if err != nil {
 		return Release{}, fmt.Errorf("build release %.12s: %w", sha, err)
 	}
@@ -79,8 +94,12 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 	if err := s.writeMeta(app, meta); err != nil {
 		return Release{}, err
 	}
-	// Objects, links and metadata reach the disk before the release's name does.
+	// Objects, links and metadata reach the disk before any new object or the release
+	// takes its name.
 	if err := s.syncStore(); err != nil {
+		return Release{}, err
+	}
+	if err := objs.publish(); err != nil {
 		return Release{}, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -97,83 +116,118 @@ type builder struct {
 	ctx   context.Context
 	store *Store
 	cache *Cache
+	objs  *objectWriter
 }
 
-// writeTree writes the entries of t into the directory open as dirfd; prefix is its path in
-// the tree, for errors.
-func (b *builder) writeTree(dirfd int, prefix string, t *object.Tree) error {
+// writeTree writes the entries of t into dir, whose path in the tree is prefix, and lets
+// go of dir. It stops at the first error, its own or a writer's.
+func (b *builder) writeTree(dir *dirRef, prefix string, t *object.Tree) error {
+	defer dir.release()
 	if err := b.ctx.Err(); err != nil {
 		return err
 	}
+	if err := b.objs.err(); err != nil {
+		return err
+	}
 	for _, e := range t.Entries {
-		p := path.Join(prefix, e.Name)
+		p := treePath(prefix, e.Name)
 		if err := checkName(e.Name); err != nil {
-			return fmt.Errorf("%q: %w", p, err)
+			return fmt.Errorf("%s: %w", quote(p), err)
 		}
 		switch e.Mode {
 		case filemode.Dir:
 			sub, err := b.cache.repo.TreeObject(e.Hash)
 			if err != nil {
-				return fmt.Errorf("%s: read tree: %w", p, err)
+				return fmt.Errorf("%s: read tree: %w", quote(p), err)
 			}
-			if err := unix.Mkdirat(dirfd, e.Name, uint32(datadir.ModeRelease)); err != nil {
-				return fmt.Errorf("%s: mkdir: %w", p, err)
+			if err := unix.Mkdirat(dir.fd, e.Name, uint32(datadir.ModeRelease)); err != nil {
+				return fmt.Errorf("%s: mkdir: %w", quote(p), err)
 			}
-			fd, err := unix.Openat(dirfd, e.Name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			fd, err := unix.Openat(dir.fd, e.Name, unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 			if err != nil {
-				return fmt.Errorf("%s: open: %w", p, err)
+				return fmt.Errorf("%s: open: %w", quote(p), err)
 			}
 			// Whatever the agent's umask: the release's services (other users) read it.
 			if err := unix.Fchmod(fd, uint32(datadir.ModeRelease)); err != nil {
 				unix.Close(fd)
-				return fmt.Errorf("%s: chmod: %w", p, err)
+				return fmt.Errorf("%s: chmod: %w", quote(p), err)
 			}
-			err = b.writeTree(fd, p, sub)
-			unix.Close(fd)
-			if err != nil {
+			if err := b.writeTree(newDirRef(fd), p, sub); err != nil {
 				return err
 			}
 		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			if err := b.writeFile(dirfd, p, e); err != nil {
+			if err := b.writeFile(dir, p, e); err != nil {
 				return err
 			}
 		case filemode.Symlink:
-			blob, err := b.cache.repo.BlobObject(e.Hash)
-			if err != nil {
-				return fmt.Errorf("%s: read symlink: %w", p, err)
-			}
-			target, err := readAll(blob)
-			if err != nil {
-				return fmt.Errorf("%s: read symlink: %w", p, err)
-			}
-			if err := unix.Symlinkat(target, dirfd, e.Name); err != nil {
-				return fmt.Errorf("%s: symlink: %w", p, err)
+			if err := b.writeSymlink(dir.fd, p, e); err != nil {
+				return err
 			}
 		case filemode.Submodule:
-			return fmt.Errorf("%s: %w (pin its files into the repository instead)", p, ErrSubmodule)
+			return fmt.Errorf("%s: %w (pin its files into the repository instead)", quote(p), ErrSubmodule)
 		default:
-			return fmt.Errorf("%s: unsupported file mode %s", p, e.Mode)
+			return fmt.Errorf("%s: unsupported file mode %s", quote(p), e.Mode)
 		}
 	}
 	return nil
 }
 
-// writeFile hard-links the object into place. A filesystem's limit on links per inode (65000
-// on ext4, reached by repos with thousands of identical files) is met with a private copy.
-func (b *builder) writeFile(dirfd int, p string, e object.TreeEntry) error {
-	exec := e.Mode == filemode.Executable
-	obj, err := b.store.ensureObject(b.cache, e.Hash, exec)
-	if err != nil {
-		return fmt.Errorf("%s: %w", p, err)
+// writeFile hard-links the file's object into place when the store has it, and otherwise
+// hands it to the object writer, which links it once written.
+func (b *builder) writeFile(dir *dirRef, p string, e object.TreeEntry) error {
+	key := objectKey{hash: e.Hash, exec: e.Mode == filemode.Executable}
+	obj := b.store.dirs.Object(key.hash.String(), key.exec)
+	var st unix.Stat_t
+	if err := unix.Fstatat(unix.AT_FDCWD, obj, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && whole(&st, key.hash) {
+		err := linkObject(obj, dir.fd, e.Name, key.exec)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("%s: link: %w", quote(p), err)
+		}
 	}
-	err = unix.Linkat(unix.AT_FDCWD, obj, dirfd, e.Name, 0)
-	if errors.Is(err, unix.EMLINK) {
-		err = copyAt(obj, dirfd, e.Name, objectMode(exec))
-	}
+	return b.objs.want(key, link{dir: dir.hold(), name: e.Name, path: p})
+}
+
+// whole reports whether the object file st is the object of blob h as far as its inode
+// tells: a regular file, and not an empty one for a blob that is not empty. Objects get
+// their names only once on disk, but an older release of the agent named them before
+// syncing, and a crash then left empty files.
+func whole(st *unix.Stat_t, h plumbing.Hash) bool {
+	return st.Mode&unix.S_IFMT == unix.S_IFREG && (st.Size > 0 || h == emptyBlob)
+}
+
+// emptyBlob is the id of the empty blob.
+var emptyBlob = plumbing.NewHash("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
+
+func (b *builder) writeSymlink(dirfd int, p string, e object.TreeEntry) error {
+	blob, err := b.cache.repo.BlobObject(e.Hash)
 	if err != nil {
-		return fmt.Errorf("%s: link: %w", p, err)
+		return fmt.Errorf("%s: read symlink: %w", quote(p), err)
+	}
+	if blob.Size > maxSymlink {
+		return fmt.Errorf("%s: symlink target of %d bytes, longer than the %d Linux allows", quote(p), blob.Size, maxSymlink)
+	}
+	target, err := readAll(blob)
+	if err != nil {
+		return fmt.Errorf("%s: read symlink: %w", quote(p), err)
+	}
+	if err := unix.Symlinkat(target, dirfd, e.Name); err != nil {
+		return fmt.Errorf("%s: symlink: %w", quote(p), err)
 	}
 	return nil
+}
+
+// linkObject hard-links the object file src into dirfd as name. A filesystem's limit on
+// links per inode (65000 on ext4, reached by repos with thousands of identical files) is met
+// with a private copy.
+func linkObject(src string, dirfd int, name string, exec bool) error {
+	err := unix.Linkat(unix.AT_FDCWD, src, dirfd, name, 0)
+	if errors.Is(err, unix.EMLINK) {
+		err = copyAt(src, dirfd, name, objectMode(exec))
+	}
+	return err
 }
 
 func copyAt(src string, dirfd int, name string, mode os.FileMode) error {
@@ -207,12 +261,32 @@ func checkName(name string) error {
 	return nil
 }
 
+// treePath is the path of name in the tree directory at prefix, as is: never cleaned, so
+// that an entry ".." shows as one.
+func treePath(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "/" + name
+}
+
+// quote is a tree path as errors show it: quoted, so that a name with a newline or bytes
+// that are not UTF-8 cannot forge a log line, and cut in the middle when very long.
+func quote(p string) string {
+	const most = 256
+	if len(p) > most {
+		p = p[:most/2] + "…" + p[len(p)-most/2:]
+	}
+	return fmt.Sprintf("%q", p)
+}
+
+// readAll reads a symlink's blob, at most maxSymlink bytes.
 func readAll(blob *object.Blob) (string, error) {
 	r, err := blob.Reader()
 	if err != nil {
 		return "", err
 	}
 	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, 4096))
+	data, err := io.ReadAll(io.LimitReader(r, maxSymlink))
 	return string(data), err
 }

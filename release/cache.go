@@ -9,15 +9,29 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"github.com/go-git/go-git/v5/storage"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
+)
+
+// go-git keeps decoded objects in memory unless told otherwise: a cache of 96 MiB per
+// repository, and every object read whole however large. These bound what a deploy holds.
+const (
+	// cacheBytes bounds the cache's decoded objects (trees, commits, delta bases).
+	cacheBytes = 8 << 20
+	// largeObject is the size above which go-git streams an object from its pack rather
+	// than hold it whole. Streaming a delta reads its base again for every copy that goes
+	// backwards: below this size a delta is applied in memory.
+	largeObject = 1 << 20
 )
 
 var (
@@ -53,7 +67,8 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 	if _, err := remote.Protocol(); err != nil {
 		return nil, err
 	}
-	repo, err := git.PlainOpen(dir)
+	st := &cacheStorage{Storage: openStorage(dir, cacheBytes, 0), dir: dir}
+	repo, err := git.Open(st, nil)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		// Private: a cache holds every commit fetched, files no release has any more among
 		// them. Its parents are on the way to the app's releases (datadir's modes).
@@ -66,12 +81,20 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 		if err := os.Chmod(dir, datadir.ModePrivate); err != nil {
 			return nil, fmt.Errorf("create cache %s: %w", dir, err)
 		}
-		repo, err = git.PlainInit(dir, true)
+		repo, err = git.Init(st, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open cache %s: %w", dir, err)
 	}
 	return &Cache{dir: dir, remote: remote, repo: repo}, nil
+}
+
+// openStorage opens the git storage of the bare repository dir with bounded memory:
+// cacheSize bytes of decoded objects, large objects streamed. With maxOpen > 0 it keeps
+// up to that many packs open between reads, and must be closed.
+func openStorage(dir string, cacheSize int64, maxOpen int) *filesystem.Storage {
+	return filesystem.NewStorageWithOptions(osfs.New(dir), cache.NewObjectLRU(cache.FileSize(cacheSize)),
+		filesystem.Options{LargeObjectThreshold: largeObject, MaxOpenDescriptors: maxOpen})
 }
 
 // newRemote is the configured remote bound to storage: the cache's own for fetches, so

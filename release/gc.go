@@ -4,7 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // GCResult says what a gc removed.
@@ -14,8 +15,9 @@ type GCResult struct {
 	Bytes   int64    `json:"bytes"`   // their size
 }
 
-// GC applies app's retention, then removes every object no release of any app links to.
-// keep counts the good and unmarked releases: the newest keep of them stay, so bad releases
+// GC applies app's retention; when that removed a release, it then removes every object no
+// release of any app links to. (A build gives objects their names in the store only once a
+// release links them, so only a removal leaves some unused.) keep counts the good and unmarked releases: the newest keep of them stay, so bad releases
 // never push a good one out. A bad release stays, for inspection, only while it is among the
 // newest keep releases of all; then it ages out. GC never removes the current release, nor
 // the newest good release other than current (the one a rollback would go to), whatever
@@ -50,6 +52,9 @@ func (s *Store) GC(app string, keep int) (GCResult, error) {
 		}
 		res.Removed = append(res.Removed, r.SHA)
 	}
+	if len(res.Removed) == 0 {
+		return res, nil
+	}
 	n, bytes, err := s.pruneObjects()
 	res.Objects, res.Bytes = n, bytes
 	return res, err
@@ -74,26 +79,37 @@ func (s *Store) pruneObjects() (int, int64, error) {
 		if !d.IsDir() || len(d.Name()) != 2 {
 			continue
 		}
-		sub := filepath.Join(s.dirs.Objects(), d.Name())
-		ents, err := os.ReadDir(sub)
+		dn, db, err := pruneDir(filepath.Join(s.dirs.Objects(), d.Name()))
+		n, bytes = n+dn, bytes+db
 		if err != nil {
 			return n, bytes, fmt.Errorf("prune objects: %w", err)
 		}
-		for _, e := range ents {
-			fi, err := e.Info()
-			if err != nil {
-				continue
-			}
-			st, ok := fi.Sys().(*syscall.Stat_t)
-			if !ok || st.Nlink > 1 {
-				continue
-			}
-			if err := os.Remove(filepath.Join(sub, e.Name())); err != nil {
-				return n, bytes, fmt.Errorf("prune objects: %w", err)
-			}
-			n++
-			bytes += fi.Size()
+	}
+	return n, bytes, nil
+}
+
+// pruneDir removes the objects of one directory of the store that have no other link.
+func pruneDir(dir string) (n int, bytes int64, err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return 0, 0, err
+	}
+	fd := int(d.Fd())
+	for _, name := range names {
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Nlink > 1 {
+			continue
 		}
+		if err := unix.Unlinkat(fd, name, 0); err != nil {
+			return n, bytes, fmt.Errorf("remove %s: %w", filepath.Join(dir, name), err)
+		}
+		n++
+		bytes += st.Size
 	}
 	return n, bytes, nil
 }

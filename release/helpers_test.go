@@ -222,3 +222,16 @@ func dirEntries(t *testing.T, dir string) []string {
 	}
 	return names
 }
+
+// storeFiles lists the objects in data's store: its regular files but the lock and the
+// temporary directory's.
+func storeFiles(t *testing.T, data string) []string {
+	t.Helper()
+	var out []string
+	for p := range objects(t, data) {
+		if !strings.Contains(p, string(filepath.Separator)+"tmp"+string(filepath.Separator)) {
+			out = append(out, p)
+		}
+	}
+	return out
+}

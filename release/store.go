@@ -3,11 +3,9 @@ package release
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
-	"github.com/go-git/go-git/v5/plumbing"
 	"golang.org/x/sys/unix"
 
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
@@ -24,12 +22,15 @@ var (
 
 // Store is the data directory: the shared object store and every app's releases.
 type Store struct {
+	// Workers is how many new objects a build writes at once.
+	Workers int
+
 	dirs datadir.Layout
 }
 
 // NewStore returns the store of the data directory dirs. Nothing is created until it is
 // needed.
-func NewStore(dirs datadir.Layout) *Store { return &Store{dirs: dirs} }
+func NewStore(dirs datadir.Layout) *Store { return &Store{Workers: DefaultWorkers, dirs: dirs} }
 
 // CacheDir is where an app's bare git cache lives.
 func (s *Store) CacheDir(app string) string { return s.dirs.Cache(app) }
@@ -56,51 +57,6 @@ func (s *Store) lockObjects(exclusive bool) (unlock func(), err error) {
 		return nil, fmt.Errorf("lock object store: %w", err)
 	}
 	return func() { unix.Flock(int(f.Fd()), unix.LOCK_UN); f.Close() }, nil
-}
-
-// ensureObject makes sure the object for blob h exists and returns its path. An existing
-// object is trusted only if its size is right: a file cut short by a crash is rewritten.
-func (s *Store) ensureObject(c *Cache, h plumbing.Hash, exec bool) (string, error) {
-	path := s.dirs.Object(h.String(), exec)
-	blob, err := c.repo.BlobObject(h)
-	if err != nil {
-		return "", fmt.Errorf("read blob %s: %w", h, err)
-	}
-	if fi, err := os.Lstat(path); err == nil && fi.Mode().IsRegular() && fi.Size() == blob.Size {
-		return path, nil
-	}
-	if err := s.dirs.MkdirAll(filepath.Dir(path)); err != nil {
-		return "", fmt.Errorf("create object dir: %w", err)
-	}
-	tmpDir := s.dirs.ObjectsTmp()
-	if err := s.dirs.MkdirAll(tmpDir); err != nil {
-		return "", fmt.Errorf("create object dir: %w", err)
-	}
-	f, err := os.CreateTemp(tmpDir, "obj-*")
-	if err != nil {
-		return "", fmt.Errorf("write object %s: %w", h, err)
-	}
-	defer os.Remove(f.Name())
-	r, err := blob.Reader()
-	if err != nil {
-		f.Close()
-		return "", fmt.Errorf("read blob %s: %w", h, err)
-	}
-	_, err = io.Copy(f, r)
-	r.Close()
-	if err == nil {
-		err = f.Chmod(objectMode(exec))
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", fmt.Errorf("write object %s: %w", h, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return "", fmt.Errorf("write object %s: %w", h, err)
-	}
-	return path, nil
 }
 
 // objectMode is read-only: a release can never be edited in place by its service. It is

@@ -112,6 +112,15 @@ func (a *agentProc) Stop() error {
 	}
 }
 
+// ResetPeakRSS starts a new measurement of the agent's peak resident set size.
+func (a *agentProc) ResetPeakRSS() error { return resetPeakRSS(a.cmd.Process.Pid) }
+
+// PeakRSS is the agent's peak resident set size, in bytes, since the last ResetPeakRSS.
+func (a *agentProc) PeakRSS() (int64, error) { return peakRSS(a.cmd.Process.Pid) }
+
+// CPUTime is the CPU time the agent has used since it started.
+func (a *agentProc) CPUTime() (time.Duration, error) { return cpuTime(a.cmd.Process.Pid) }
+
 // LogTail returns the last n lines of the agent's log.
 func (a *agentProc) LogTail(n int) string {
 	data, err := os.ReadFile(a.logPath)

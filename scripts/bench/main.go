@@ -18,9 +18,11 @@ import (
 )
 
 const (
-	app    = "bench"
-	repo   = "acme/bench"
-	branch = "deploy-production"
+	app       = "bench"
+	repo      = "acme/bench"
+	largeApp  = "large"
+	largeRepo = "acme/large"
+	branch    = "deploy-production"
 )
 
 type options struct {
@@ -28,6 +30,7 @@ type options struct {
 	out      string
 	keep     bool
 	spec     repoSpec
+	large    repoSpec // Files 0: no large point
 	releases int
 	clients  int
 	requests int
@@ -35,7 +38,7 @@ type options struct {
 
 func main() {
 	var o options
-	var mib int
+	var mib, largeMiB int
 	flag.StringVar(&o.bin, "bin", "bin/pushdeploy", "the pushdeploy binary to drive")
 	flag.StringVar(&o.out, "out", ".bench/results.json", "write the results as JSON here")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (its path is printed)")
@@ -45,7 +48,12 @@ func main() {
 	flag.IntVar(&o.releases, "releases", 10, "releases deployed before measuring disk use (at least 2)")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent webhook clients")
 	flag.IntVar(&o.requests, "requests", 2000, "webhooks sent per event")
+	flag.IntVar(&o.large.Files, "large-files", 100000, "files in the large point's repository (0: no large point)")
+	flag.IntVar(&largeMiB, "large-mib", 1024, "their total size in MiB")
+	flag.IntVar(&o.large.Dirs, "large-dirs", 2000, "leaf directories they are spread over")
 	flag.Parse()
+	o.large.Bytes = int64(largeMiB) << 20
+	o.large.Exec, o.large.Symlinks, o.large.Seed, o.large.Versions = 200, 200, 2, 2
 	o.spec.Bytes = int64(mib) << 20
 	o.spec.Exec, o.spec.Symlinks, o.spec.Seed = 20, 20, 1
 	o.releases = max(o.releases, 2)
@@ -111,25 +119,9 @@ func run(ctx context.Context, o options) (err error) {
 	bare := filepath.Join(root, repo+".git")
 	step("generating %d files, %s, %d versions …", o.spec.Files, human(o.spec.Bytes), o.spec.Versions)
 	t := time.Now()
-	if _, err := gitOutput(ctx, "", "init", "--quiet", "--bare", bare); err != nil {
-		return err
-	}
-	if _, err := gitOutput(ctx, bare, "config", "uploadpack.allowReachableSHA1InWant", "true"); err != nil {
-		return err
-	}
-	gen, err := generate(ctx, bare, "refs/bench/versions", o.spec)
+	gen, err := generateBare(ctx, bare, o.spec)
 	if err != nil {
 		return err
-	}
-	// Only the deploy branch is on the server; each version appears on it when "pushed".
-	for _, args := range [][]string{
-		{"update-ref", "refs/heads/" + branch, gen.Commits[0]},
-		{"update-ref", "-d", "refs/bench/versions"},
-		{"symbolic-ref", "HEAD", "refs/heads/" + branch},
-	} {
-		if _, err := gitOutput(ctx, bare, args...); err != nil {
-			return err
-		}
 	}
 	r.Repo.Files, r.Repo.Exec, r.Repo.Symlinks, r.Repo.Dirs, r.Repo.Bytes = gen.Files, gen.Exec, gen.Symlinks, gen.Dirs, gen.Bytes
 	r.Repo.Commits, r.Repo.Changed = gen.Commits, gen.Changed
@@ -169,6 +161,14 @@ apps:
     secret_file: %s
     keep_releases: 20
 `, dataDir, app, repo, remote, secretFile)
+	largeRemote := srv.URL + largeRepo + ".git"
+	if o.large.Files > 0 {
+		yaml += fmt.Sprintf(`  %s:
+    repo: %s
+    remote: %s
+    secret_file: %s
+`, largeApp, largeRepo, largeRemote, secretFile)
+	}
 	if err := os.WriteFile(config, []byte(yaml), 0o644); err != nil {
 		return err
 	}
@@ -199,37 +199,10 @@ apps:
 
 	hooks := newHookSender(agent.Addr, app, secret, o.clients)
 	defer hooks.close()
+	b := &bench{srv: srv, agent: agent}
+	small := &target{app: app, repo: repo, bare: bare, remote: remote, gen: gen, hooks: hooks}
 	deploy := func(v int, timeout time.Duration) (deployFigures, error) {
-		var f deployFigures
-		sha := gen.Commits[v]
-		if _, err := gitOutput(ctx, bare, "update-ref", "refs/heads/"+branch, sha); err != nil {
-			return f, err
-		}
-		before := ""
-		if v > 0 {
-			before = gen.Commits[v-1]
-		}
-		// The agent makes a release durable with syncfs(2): flush what earlier steps left
-		// dirty first, so that it is not charged for writing them.
-		syscall.Sync()
-		sent := srv.Sent()
-		id, at, err := hooks.deploy(ctx, repo, branch, before, sha)
-		if err != nil {
-			return f, err
-		}
-		d, err := agent.WaitDeploy(ctx, app, id, timeout)
-		if err != nil {
-			return f, err
-		}
-		return deployFigures{
-			ID: id, SHA: sha,
-			Seconds:    d.Finished.Sub(at).Seconds(),
-			QueueSecs:  d.Started.Sub(at).Seconds(),
-			FetchSecs:  d.phase("fetched").Seconds(),
-			LayoutSecs: d.phase("release laid out").Seconds(),
-			FetchBytes: d.FetchBytes,
-			WireBytes:  srv.Sent() - sent,
-		}, nil
+		return b.deploy(ctx, small, v, timeout)
 	}
 
 	// 1. First version: pushdeploy, then a plain shallow clone of the same commit.
@@ -299,6 +272,14 @@ apps:
 		return err
 	}
 	step("   %.0f req/s", r.Webhooks.Ping.PerSec)
+	if o.large.Files > 0 {
+		lh := newHookSender(agent.Addr, largeApp, secret, 1)
+		defer lh.close()
+		tg := &target{app: largeApp, repo: largeRepo, bare: filepath.Join(root, largeRepo+".git"), remote: largeRemote, hooks: lh}
+		if r.Large, err = b.large(ctx, work, tg, o.large); err != nil {
+			return err
+		}
+	}
 	if err := agent.Exited(); err != nil {
 		return err
 	}
@@ -372,4 +353,72 @@ func agentComplaints(logPath string) []string {
 		notes = append(notes, fmt.Sprintf("%s (×%d)", k, seen[k]))
 	}
 	return notes
+}
+
+// bench is what every measurement uses: the git server and the running agent.
+type bench struct {
+	srv   *gitServer
+	agent *agentProc
+}
+
+// target is one app the agent deploys, and the bare repository on the server it deploys
+// from, holding the generated versions.
+type target struct {
+	app, repo string
+	bare      string // the repository's directory on the server
+	remote    string // its URL
+	gen       *genRepo
+	hooks     *hookSender
+}
+
+// deploy points the deploy branch of tg at version v, sends the push webhook and waits for
+// the deploy to succeed. The agent's peak RSS is measured from just before the webhook.
+func (b *bench) deploy(ctx context.Context, tg *target, v int, timeout time.Duration) (deployFigures, error) {
+	var f deployFigures
+	sha := tg.gen.Commits[v]
+	if _, err := gitOutput(ctx, tg.bare, "update-ref", "refs/heads/"+branch, sha); err != nil {
+		return f, err
+	}
+	before := ""
+	if v > 0 {
+		before = tg.gen.Commits[v-1]
+	}
+	// The agent makes a release durable with syncfs(2): flush what earlier steps left
+	// dirty first, so that it is not charged for writing them.
+	syscall.Sync()
+	if err := b.agent.ResetPeakRSS(); err != nil {
+		return f, err
+	}
+	cpu0, err := b.agent.CPUTime()
+	if err != nil {
+		return f, err
+	}
+	sent := b.srv.Sent()
+	id, at, err := tg.hooks.deploy(ctx, tg.repo, branch, before, sha)
+	if err != nil {
+		return f, err
+	}
+	d, err := b.agent.WaitDeploy(ctx, tg.app, id, timeout)
+	if err != nil {
+		return f, err
+	}
+	peak, err := b.agent.PeakRSS()
+	if err != nil {
+		return f, err
+	}
+	cpu1, err := b.agent.CPUTime()
+	if err != nil {
+		return f, err
+	}
+	return deployFigures{
+		ID: id, SHA: sha,
+		Seconds:    d.Finished.Sub(at).Seconds(),
+		QueueSecs:  d.Started.Sub(at).Seconds(),
+		FetchSecs:  d.phase("fetched").Seconds(),
+		LayoutSecs: d.phase("release laid out").Seconds(),
+		FetchBytes: d.FetchBytes,
+		WireBytes:  b.srv.Sent() - sent,
+		PeakRSS:    peak,
+		CPUSecs:    (cpu1 - cpu0).Seconds(),
+	}, nil
 }

@@ -71,6 +71,12 @@ type cloneResult struct {
 	PackBytes int64   `json:"pack_bytes"`   // .git/objects/pack/*.pack
 	WireBytes int64   `json:"wire_bytes"`   // response bytes the server sent
 	SyncSecs  float64 `json:"sync_seconds"` // a sync(2) right after: writing the clone to disk
+	// PeakRSS is the largest peak resident set size of git clone and the git processes it
+	// waited for (index-pack, remote-http): wait4's ru_maxrss, in bytes.
+	PeakRSS int64 `json:"peak_rss_bytes"`
+	// CPUSecs is the CPU time, user and system, of git clone and the git processes it waited
+	// for: on a busy machine a steadier comparison than wall time.
+	CPUSecs float64 `json:"cpu_seconds"`
 }
 
 // timeClone clones branch of url with depth 1 into the new directory dir.
@@ -87,6 +93,10 @@ func timeClone(ctx context.Context, srv *gitServer, url, branch, dir string) (cl
 	if err != nil {
 		return res, fmt.Errorf("git clone --depth 1 %s: %w\n%s", url, err, out)
 	}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		res.PeakRSS = ru.Maxrss << 10 // kilobytes on Linux
+	}
+	res.CPUSecs = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
 	start = time.Now()
 	syscall.Sync()
 	res.SyncSecs = time.Since(start).Seconds()

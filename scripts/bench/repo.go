@@ -180,3 +180,29 @@ func generate(ctx context.Context, dir, ref string, s repoSpec) (*genRepo, error
 	}
 	return out, nil
 }
+
+// generateBare creates the bare repository dir holding the spec's versions, with only the
+// deploy branch, at the first version: each later version appears on it when "pushed".
+// The server allows fetching any reachable commit by id, as GitHub does.
+func generateBare(ctx context.Context, dir string, s repoSpec) (*genRepo, error) {
+	if _, err := gitOutput(ctx, "", "init", "--quiet", "--bare", dir); err != nil {
+		return nil, err
+	}
+	if _, err := gitOutput(ctx, dir, "config", "uploadpack.allowReachableSHA1InWant", "true"); err != nil {
+		return nil, err
+	}
+	gen, err := generate(ctx, dir, "refs/bench/versions", s)
+	if err != nil {
+		return nil, err
+	}
+	for _, args := range [][]string{
+		{"update-ref", "refs/heads/" + branch, gen.Commits[0]},
+		{"update-ref", "-d", "refs/bench/versions"},
+		{"symbolic-ref", "HEAD", "refs/heads/" + branch},
+	} {
+		if _, err := gitOutput(ctx, dir, args...); err != nil {
+			return nil, err
+		}
+	}
+	return gen, nil
+}

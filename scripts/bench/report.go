@@ -40,6 +40,7 @@ type results struct {
 	FirstClone   cloneResult   `json:"first_clone"`
 	SecondClone  cloneResult   `json:"second_clone"`
 	Disk         diskFigures   `json:"disk"`
+	Large        *largeFigures `json:"large,omitempty"`
 	Webhooks     struct {
 		Push loadResult `json:"push_ignored"`
 		Ping loadResult `json:"ping"`
@@ -57,6 +58,8 @@ type deployFigures struct {
 	LayoutSecs float64 `json:"layout_seconds"` // laying out the release, as logged
 	FetchBytes int64   `json:"fetch_bytes"`    // as the agent reports it
 	WireBytes  int64   `json:"wire_bytes"`     // response bytes the git server sent meanwhile
+	PeakRSS    int64   `json:"peak_rss_bytes"` // the agent's VmHWM, reset just before the webhook
+	CPUSecs    float64 `json:"cpu_seconds"`    // CPU time the agent used, webhook to finish
 }
 
 // diskFigures are du-style sizes (allocated blocks, each inode once), in bytes.
@@ -96,9 +99,13 @@ func (r *results) printTable(w io.Writer) {
 	row("1. first version: time", secs(r.FirstDeploy.Seconds), secs(r.FirstClone.Seconds))
 	row("1. first version: bytes fetched (pack)", human(r.FirstDeploy.FetchBytes), human(r.FirstClone.PackBytes))
 	row("1. first version: bytes on the wire", human(r.FirstDeploy.WireBytes), human(r.FirstClone.WireBytes))
+	row("1. first version: CPU time", secs(r.FirstDeploy.CPUSecs), secs(r.FirstClone.CPUSecs))
+	row("1. first version: peak RSS", human(r.FirstDeploy.PeakRSS), human(r.FirstClone.PeakRSS))
 	row("2. one file changed: time", secs(r.SecondDeploy.Seconds), secs(r.SecondClone.Seconds))
 	row("2. one file changed: bytes fetched (pack)", human(r.SecondDeploy.FetchBytes), human(r.SecondClone.PackBytes))
 	row("2. one file changed: bytes on the wire", human(r.SecondDeploy.WireBytes), human(r.SecondClone.WireBytes))
+	row("2. one file changed: CPU time", secs(r.SecondDeploy.CPUSecs), secs(r.SecondClone.CPUSecs))
+	row("2. one file changed: peak RSS", human(r.SecondDeploy.PeakRSS), human(r.SecondClone.PeakRSS))
 	d := r.Disk
 	row(fmt.Sprintf("3. disk: %d releases vs 1 checkout", d.Releases), human(d.DataDir), human(d.CloneWhole))
 	row("3.   files: objects/ vs working tree", human(d.Objects), human(d.CloneWorktree))
@@ -111,6 +118,9 @@ func (r *results) printTable(w io.Writer) {
 		}
 		row(fmt.Sprintf("4. webhooks (%s, %d clients)", name, l.Clients), fmt.Sprintf("%.0f req/s", l.PerSec), none)
 		row("4.   latency p50 / p99", fmt.Sprintf("%.2f / %.2f ms", l.P50ms, l.P99ms), none)
+	}
+	if l := r.Large; l != nil {
+		l.rows(row, r)
 	}
 	tw.Flush()
 
@@ -127,6 +137,11 @@ What was measured:
 2. the same for the next version, one file rewritten: pushdeploy fetches into its cache
    (fetch %s, layout %s); git clones again into a fresh directory, with no cache to reuse
    (sync after: %s).
+   CPU time: user and system, of the agent (/proc/<pid>/stat) from the webhook to the finish,
+   and of git clone with its children (wait4); the server's git upload-pack is in neither.
+   peak RSS: the agent's VmHWM (/proc/<pid>/status), reset through clear_refs just before the
+   webhook; git's is wait4's ru_maxrss of git clone, the largest of it and the git processes it
+   ran (index-pack, remote-http).
 3. du -s style (allocated blocks, each inode counted once) of the data dir after %d deploys, each
    one file changed from the last (keep_releases: 20; every release hard-links the same objects),
    and of its objects/ and apps/%s/cache.git/; against one clone of version 1: whole, working
@@ -140,6 +155,9 @@ What was measured:
 		secs(f2.FetchSecs), secs(f2.LayoutSecs), secs(r.SecondClone.SyncSecs),
 		d.Releases, app, d.Releases, human(int64(d.Releases)*d.CloneWorktree),
 		r.Webhooks.Push.Requests, r.Webhooks.Push.Clients)
+	if l := r.Large; l != nil {
+		l.explain(w, r)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
 	}
