@@ -79,20 +79,22 @@ func notified(t *testing.T, n *notes, wd time.Duration, edit func(*config.Config
 // TestAgent_notify: READY=1 once the agent answers, STATUS= as a deploy goes, STOPPING=1.
 func TestAgent_notify(t *testing.T) {
 	n := &notes{}
-	var f *fixture
+	// The agent, as tune sees it before it opens: READY=1 may come before notified returns
+	// the fixture, so onReady must not wait for it.
+	var ag *Agent
 	var readyErr error
 	n.onReady = func() {
 		// When systemd hears READY=1, webhooks are answered and the state is open.
-		resp, err := http.Get(f.url + "/healthz")
+		resp, err := http.Get("http://" + ag.Addr() + "/healthz")
 		if err == nil {
 			resp.Body.Close()
-			_, err = f.agent.state.History("web", 1)
+			_, err = ag.state.History("web", 1)
 		}
 		readyErr = err
 	}
 	g := newGate(t)
 	script := writeScript(t, g.script())
-	f = notified(t, n, 0, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} }, nil)
+	f := notified(t, n, 0, func(c *config.Config) { c.Apps["web"].Script = config.Argv{script} }, func(a *Agent) { ag = a })
 	n.await(t, "READY", func(msgs []string) bool { return len(msgs) > 0 })
 	if got, want := n.all()[0], "READY=1\nSTATUS=idle; 1 app"; got != want {
 		t.Errorf("first message: got %q, want %q", got, want)
