@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
-	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/sys/unix"
 
@@ -130,12 +128,12 @@ func (b *builder) writeTree(dir *dirRef, prefix string, t *object.Tree) error {
 		return err
 	}
 	for _, e := range t.Entries {
-		p := treePath(prefix, e.Name)
-		if err := checkName(e.Name); err != nil {
-			return fmt.Errorf("%s: %w", quote(p), err)
+		p, kind, err := entryPath(prefix, e.Name, e.Mode)
+		if err != nil {
+			return err
 		}
-		switch e.Mode {
-		case filemode.Dir:
+		switch kind {
+		case kindDir:
 			sub, err := b.cache.repo.TreeObject(e.Hash)
 			if err != nil {
 				return fmt.Errorf("%s: read tree: %w", quote(p), err)
@@ -155,18 +153,14 @@ func (b *builder) writeTree(dir *dirRef, prefix string, t *object.Tree) error {
 			if err := b.writeTree(newDirRef(fd), p, sub); err != nil {
 				return err
 			}
-		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			if err := b.writeFile(dir, p, e); err != nil {
+		case kindFile, kindExec:
+			if err := b.writeFile(dir, p, e, kind == kindExec); err != nil {
 				return err
 			}
-		case filemode.Symlink:
+		case kindSymlink:
 			if err := b.writeSymlink(dir.fd, p, e); err != nil {
 				return err
 			}
-		case filemode.Submodule:
-			return fmt.Errorf("%s: %w (pin its files into the repository instead)", quote(p), ErrSubmodule)
-		default:
-			return fmt.Errorf("%s: unsupported file mode %s", quote(p), e.Mode)
 		}
 	}
 	return nil
@@ -174,8 +168,8 @@ func (b *builder) writeTree(dir *dirRef, prefix string, t *object.Tree) error {
 
 // writeFile hard-links the file's object into place when the store has it, and otherwise
 // hands it to the object writer, which links it once written.
-func (b *builder) writeFile(dir *dirRef, p string, e object.TreeEntry) error {
-	key := objectKey{hash: e.Hash, exec: e.Mode == filemode.Executable}
+func (b *builder) writeFile(dir *dirRef, p string, e object.TreeEntry, exec bool) error {
+	key := objectKey{hash: e.Hash, exec: exec}
 	obj := b.store.dirs.Object(key.hash.String(), key.exec)
 	var st unix.Stat_t
 	if err := unix.Fstatat(unix.AT_FDCWD, obj, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && whole(&st, key.hash) {
@@ -246,38 +240,6 @@ func copyAt(src string, dirfd int, name string, mode os.FileMode) error {
 		err = cerr
 	}
 	return err
-}
-
-// checkName refuses tree entry names that could step outside their directory or into git's.
-func checkName(name string) error {
-	switch {
-	case name == "" || name == "." || name == "..":
-		return ErrUnsafePath
-	case strings.ContainsAny(name, "/\x00"):
-		return ErrUnsafePath
-	case strings.EqualFold(strings.TrimRight(name, ". "), ".git"):
-		return ErrUnsafePath
-	}
-	return nil
-}
-
-// treePath is the path of name in the tree directory at prefix, as is: never cleaned, so
-// that an entry ".." shows as one.
-func treePath(prefix, name string) string {
-	if prefix == "" {
-		return name
-	}
-	return prefix + "/" + name
-}
-
-// quote is a tree path as errors show it: quoted, so that a name with a newline or bytes
-// that are not UTF-8 cannot forge a log line, and cut in the middle when very long.
-func quote(p string) string {
-	const most = 256
-	if len(p) > most {
-		p = p[:most/2] + "…" + p[len(p)-most/2:]
-	}
-	return fmt.Sprintf("%q", p)
 }
 
 // readAll reads a symlink's blob, at most maxSymlink bytes.
