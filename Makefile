@@ -29,10 +29,12 @@ test: lint test-unprivileged fuzz
 	$(GO) run ./scripts/testsum $(GO) test -race -count=1 -timeout 12m -json ./...
 
 # Go's native fuzzer on what reads untrusted input: webhooks, service.json, agent.yaml, the
-# configuration store's documents and env files. Seeds include ../shared/corpus; a crasher
+# configuration store's documents and env files, a pushed tree's names and modes and whole
+# trees through the release builder. Seeds include ../shared/corpus; a crasher
 # lands in the package's testdata/fuzz and, committed, runs with every `go test`.
 FUZZTIME     ?= 20s
-FUZZ_TARGETS := hooks:FuzzRead hooks:FuzzParsePush renv:FuzzFlatten renv:FuzzRenderEnv units:FuzzParse config:FuzzParse
+FUZZ_TARGETS := hooks:FuzzRead hooks:FuzzParsePush renv:FuzzFlatten renv:FuzzRenderEnv units:FuzzParse config:FuzzParse \
+                release:FuzzEntryPath release:FuzzStore_BuildTree
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  pkg=$${t%%:*}; fn=$${t##*:}; \

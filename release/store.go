@@ -13,7 +13,9 @@ import (
 
 var (
 	// ErrUnsafePath means the commit's tree holds a name that could escape or corrupt a
-	// release directory: "", ".", "..", ".git" in any case, or a name containing "/" or NUL.
+	// release directory: "", ".", "..", ".git" in any case (and with what NTFS and HFS+
+	// ignore: trailing dots and spaces, zero-width code points), or a name containing "/"
+	// or NUL.
 	ErrUnsafePath = errors.New("unsafe path in tree")
 	// ErrSubmodule means the tree holds a submodule, which a pinned release cannot contain:
 	// its content is not part of the commit.

@@ -3,9 +3,14 @@ package release
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"golang.org/x/sys/unix"
 )
+
+// maxName is the longest file name Linux filesystems store (NAME_MAX).
+const maxName = 255
 
 // entryKind is what a tree entry becomes in a release.
 type entryKind int
@@ -26,6 +31,8 @@ const (
 //   - ErrUnsafePath: a name that is not exactly one path element inside its directory, or
 //     that is git's directory (see checkName);
 //   - ErrSubmodule: a gitlink, whose content is not in the commit;
+//   - unix.ENAMETOOLONG: a name longer than 255 bytes, which no Linux filesystem stores
+//     (refused here, before anything is written, rather than by the first mkdir or link);
 //   - an unsupported mode: anything git itself does not write (git's deprecated 100664 is
 //     a regular file, as git reads it);
 //   - otherwise prefix/name, which is always a local path: joined to the release root and
@@ -34,6 +41,9 @@ func entryPath(prefix, name string, mode filemode.FileMode) (string, entryKind, 
 	p := treePath(prefix, name)
 	if err := checkName(name); err != nil {
 		return p, 0, fmt.Errorf("%s: %w", quote(p), err)
+	}
+	if len(name) > maxName {
+		return p, 0, fmt.Errorf("%s: name of %d bytes, longer than the %d Linux allows: %w", quote(p), len(name), maxName, unix.ENAMETOOLONG)
 	}
 	switch mode {
 	case filemode.Dir:
@@ -51,17 +61,50 @@ func entryPath(prefix, name string, mode filemode.FileMode) (string, entryKind, 
 	}
 }
 
-// checkName refuses tree entry names that could step outside their directory or into git's.
+// checkName refuses tree entry names that could step outside their directory or into git's:
+// "", ".", "..", a name holding "/" or NUL, and git's directory as any filesystem a release
+// could land on might read the name (isDotGit).
 func checkName(name string) error {
 	switch {
 	case name == "" || name == "." || name == "..":
 		return ErrUnsafePath
 	case strings.ContainsAny(name, "/\x00"):
 		return ErrUnsafePath
-	case strings.EqualFold(strings.TrimRight(name, ". "), ".git"):
+	case isDotGit(name):
 		return ErrUnsafePath
 	}
 	return nil
+}
+
+// isDotGit reports whether name could open as ".git": a .git directory in a release would
+// have any git run there (by a deploy script, say) read a config the pusher wrote, and
+// core.fsmonitor in it runs a command. Git itself refuses the same forms (verify_path with
+// core.protectNTFS and core.protectHFS): ".git" in any case, followed by any dots and
+// spaces (which NTFS drops), with any of the code points HFS+ ignores anywhere in it. A
+// Linux filesystem matches names byte for byte, but one with casefolded directories (ext4,
+// f2fs) folds case, and before Linux 6.14 also ignored those code points. NTFS's short
+// names ("GIT~1") are not refused: no Linux filesystem makes them up.
+func isDotGit(name string) bool {
+	var b strings.Builder
+	for i := 0; i < len(name); {
+		r, n := utf8.DecodeRuneInString(name[i:])
+		if r == utf8.RuneError || !hfsIgnorable(r) {
+			b.WriteString(name[i : i+n])
+		}
+		i += n
+	}
+	return strings.EqualFold(strings.TrimRight(b.String(), ". "), ".git")
+}
+
+// hfsIgnorable reports whether HFS+ ignores r in a name (git's list, utf8.c): the zero-width
+// joiners, the direction marks and embeddings, the deprecated format characters and the
+// byte order mark.
+func hfsIgnorable(r rune) bool {
+	switch {
+	case r >= 0x200c && r <= 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x206a && r <= 0x206f, r == 0xfeff:
+		return true
+	}
+	return false
 }
 
 // treePath is the path of name in the tree directory at prefix, as is: never cleaned, so
