@@ -123,9 +123,15 @@ func (a *Agent) Open() (err error) {
 			a.close()
 		}
 	}()
-	for name := range a.apps {
+	for name, ap := range a.apps {
 		if err := a.store.Recover(name); err != nil {
 			return err
+		}
+		if ap.cfg.Config != nil {
+			// The secrets of the configuration in place, which the instances running now
+			// were started with: learned before anything quotes their output.
+			// A broken cache is reported when a deploy needs it.
+			_, _ = a.loadGood(name)
 		}
 	}
 	if e := a.cfg.Etcd; e != nil {

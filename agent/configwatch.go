@@ -94,7 +94,7 @@ func (a *Agent) firstRead(ctx context.Context, ac *config.App, log zerolog.Logge
 // document that cannot be rendered is queued too: the change fails, and its error, naming
 // the key, is in the app's history.
 func (a *Agent) configChanged(ap *app, s renv.Snapshot, log zerolog.Logger) {
-	cfg, err := render(ap.cfg, s.Leaves, s.Rev)
+	cfg, err := a.render(ap.cfg, s.Leaves, s.Rev)
 	if err == nil {
 		cur, rerr := os.ReadFile(a.dirs.EnvFile(ap.cfg.Name()))
 		if rerr == nil && bytes.Equal(cur, cfg.Env) {

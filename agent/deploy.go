@@ -148,6 +148,7 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func
 			Args:    []string{ap.cfg.Repo, d.Branch, d.SHA},
 			Dir:     rel.Dir,
 			Timeout: ap.cfg.ScriptTimeout,
+			Redact:  ap.secrets.String,
 			Env: []string{
 				"PUSHDEPLOY_APP=" + d.App,
 				"PUSHDEPLOY_SHA=" + d.SHA,

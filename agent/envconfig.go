@@ -68,6 +68,24 @@ func render(ac *config.App, leaves renv.Leaves, rev int64) (*appConfig, error) {
 	return &appConfig{Rev: rev, Fetched: time.Now().UTC(), Leaves: leaves, Hash: hex.EncodeToString(sum[:]), Env: env, Source: "etcd"}, nil
 }
 
+// render is render, and the one place the agent learns the app's secret values, from
+// every configuration it reads (etcd's, the watcher's, the cache's), to mask them in the
+// app's output it quotes (redactor).
+func (a *Agent) render(ac *config.App, leaves renv.Leaves, rev int64) (*appConfig, error) {
+	if ap := a.apps[ac.Name()]; ap != nil {
+		ap.secrets.Learn(leaves.SecretValues()...)
+	}
+	return render(ac, leaves, rev)
+}
+
+// redactor masks app's configuration secrets in text (redact.Set.String).
+func (a *Agent) redactor(app string) func(string) string {
+	if ap := a.apps[app]; ap != nil {
+		return ap.secrets.String
+	}
+	return nil
+}
+
 // bashReadOnly are the variables bash refuses to set: a deploy script that sources the
 // environment file (PUSHDEPLOY_ENV_FILE) with `set -a; . FILE` would fail on them.
 var bashReadOnly = map[string]bool{"UID": true, "EUID": true, "PPID": true, "SHELLOPTS": true, "BASHOPTS": true, "BASH_VERSINFO": true}
@@ -98,7 +116,7 @@ func (a *Agent) fetchConfig(ctx context.Context, ac *config.App) (*appConfig, er
 	if err != nil {
 		return nil, err
 	}
-	return render(ac, leaves, rev)
+	return a.render(ac, leaves, rev)
 }
 
 // configForDeploy is the configuration a deploy or rollback rolls out: etcd's, unless etcd
@@ -195,7 +213,7 @@ func (a *Agent) loadGood(app string) (*appConfig, error) {
 	if ok, err := readJSON(a.dirs.GoodConfig(app), &c); !ok || err != nil {
 		return nil, err
 	}
-	cfg, err := render(a.apps[app].cfg, c.Leaves, c.Rev)
+	cfg, err := a.render(a.apps[app].cfg, c.Leaves, c.Rev)
 	if err != nil {
 		return nil, fmt.Errorf("cached %w", err)
 	}

@@ -189,7 +189,7 @@ func TestAgent_haproxy(t *testing.T) {
 	if l.sent == 0 || l.failed != 0 {
 		t.Errorf("version 2 under load: %d of %d requests failed, want 0: %v", l.failed, l.sent, l.errs)
 	}
-	eng, err := f.agent.engine(t.Context())
+	eng, err := f.agent.engine(t.Context(), "web")
 	if err != nil {
 		t.Fatal(err)
 	}

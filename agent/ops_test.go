@@ -45,7 +45,7 @@ func TestAgent_RestartRollback(t *testing.T) {
 			}
 		}
 	}
-	eng, err := f.agent.engine(t.Context())
+	eng, err := f.agent.engine(t.Context(), "web")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/fleet"
 	"github.com/pushdeploy/pushdeploy/internal/abbrev"
+	"github.com/pushdeploy/pushdeploy/internal/redact"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -33,6 +34,10 @@ type app struct {
 	gh githubAPI // nil: deploys are not reported to GitHub
 
 	slot *fleet.Slot // the fleet slot of the deploy under way, if it took one (worker only)
+
+	// secrets are the app's configuration secrets the agent has read, masked in the app's
+	// output it quotes: its journal, health answers and script output.
+	secrets redact.Set
 }
 
 func newApp(cfg *config.App) *app {

@@ -22,6 +22,9 @@ type scriptRun struct {
 	Env     []string
 	Dir     string
 	Timeout time.Duration
+	// Redact masks the app's secrets in each line the script prints (a script that
+	// sources the environment file may print them), before it is logged.
+	Redact func(string) string
 }
 
 // scriptPath is the PATH scripts run with: they get a known environment, not the agent's.
@@ -48,7 +51,11 @@ func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
-			log.Info().Str("line", sc.Text()).Msg("script output")
+			line := sc.Text()
+			if s.Redact != nil {
+				line = s.Redact(line)
+			}
+			log.Info().Str("line", line).Msg("script output")
 		}
 		_, _ = io.Copy(io.Discard, pr) // past an over-long line: drain, so the script never blocks
 	}()

@@ -20,9 +20,10 @@ import (
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
-// engine returns the rollout engine on the configured manager, connected at the first
-// operation that needs it: an agent whose apps ship no service.json never needs a manager.
-func (a *Agent) engine(ctx context.Context) (*rollout.Engine, error) {
+// engine returns the rollout engine for app on the configured manager, connected at the
+// first operation that needs it: an agent whose apps ship no service.json never needs a
+// manager. It masks the app's configuration secrets in what it quotes of the app's output.
+func (a *Agent) engine(ctx context.Context, app string) (*rollout.Engine, error) {
 	a.sdMu.Lock()
 	defer a.sdMu.Unlock()
 	if a.sd == nil {
@@ -34,7 +35,7 @@ func (a *Agent) engine(ctx context.Context) (*rollout.Engine, error) {
 		}
 		a.sd = m
 	}
-	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle, Progress: a.batchStarted}, nil
+	return &rollout.Engine{Manager: a.sd, Settle: a.cfg.Systemd.Settle, Progress: a.batchStarted, Redact: a.redactor(app)}, nil
 }
 
 func (a *Agent) loadInstalled(app string) (*rollout.Installed, error) {
@@ -142,7 +143,7 @@ func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.
 	if err != nil {
 		return err
 	}
-	eng, err := a.engine(ctx)
+	eng, err := a.engine(ctx, d.App)
 	if err != nil {
 		noManager = true
 		return err
@@ -174,7 +175,7 @@ func (a *Agent) startServices(ctx context.Context, d *state.Deploy, rel release.
 // removeServices drains and removes the services of the previous release, for a release
 // that no longer has a service.json: the previous release's must not go on.
 func (a *Agent) removeServices(ctx context.Context, d *state.Deploy, prev *rollout.Installed, log zerolog.Logger) error {
-	eng, err := a.engine(ctx)
+	eng, err := a.engine(ctx, d.App)
 	if err != nil {
 		return err
 	}
@@ -229,7 +230,7 @@ func (a *Agent) restartPlan(ctx context.Context, d *state.Deploy, reverting bool
 			return nil, nil, fmt.Errorf("restart %s: service %q: %w", d.App, d.Service, state.ErrNotFound)
 		}
 	}
-	eng, err := a.engine(ctx)
+	eng, err := a.engine(ctx, d.App)
 	if err != nil {
 		return nil, nil, err
 	}

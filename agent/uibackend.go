@@ -67,7 +67,7 @@ func (b uiBackend) services(ctx context.Context, app string) ([]ui.Service, erro
 	if err != nil || in == nil || len(in.Instances) == 0 {
 		return nil, err
 	}
-	eng, err := a.engine(ctx)
+	eng, err := a.engine(ctx, app)
 	var out []ui.Service
 	for _, unit := range sortedInstances(in.Instances) {
 		service := serviceOf(app, unit)

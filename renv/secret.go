@@ -23,6 +23,23 @@ func IsSecret(key string) bool {
 	return key == secretSegment || strings.HasPrefix(key, secretSegment+"/")
 }
 
+// SecretValues returns the values of the secret leaves as the environment file carries
+// them (envValue: a string's text, anything else its compact JSON), for the agent to mask
+// wherever an app's output quotes them. A value that cannot be rendered is left out: the
+// file cannot carry it either.
+func (l Leaves) SecretValues() []string {
+	var out []string
+	for _, k := range l.Keys() {
+		if !IsSecret(k) {
+			continue
+		}
+		if v, err := envValue(l[k]); err == nil && v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // Hidden is what Masked puts in place of a secret's value, as a JSON string.
 const Hidden = "<hidden: --show-secrets shows it>"
 

@@ -40,6 +40,16 @@ func TestLeaves_Masked(t *testing.T) {
 	}
 }
 
+func TestLeaves_SecretValues(t *testing.T) {
+	l := Leaves{"secret/db_password": []byte(`"hunter2 \u00e9"`), "secret/n": []byte(`42`), "secret/list": []byte(`[1, "a"]`),
+		"secret/none": []byte(`null`), "db/host": []byte(`"not secret"`)}
+	got := l.SecretValues()
+	slices.Sort(got)
+	if want := []string{"42", "[1,\"a\"]", "hunter2 \u00e9"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestLeaves_CheckNotMasked(t *testing.T) {
 	l := Leaves{"secret/a": []byte(`"<hidden: --show-secrets shows it>"`), "db/host": []byte(`"h"`),
 		"secret/b.c": []byte(`"\u003chidden: --show-secrets shows it\u003e"`), "other": []byte(`"<hidden: --show-secrets shows it>"`),

@@ -38,7 +38,7 @@ func (e *Engine) checks(app string, r Release) (map[string]health.Instance, erro
 			Timeout: h.Timeout, Interval: h.Interval, MinHealthyTime: h.MinHealthyTime, HealthyDeadline: h.HealthyDeadline}
 		checkUnit := units.CheckUnitName(app, in.Service.Name, in.N)
 		probe, err := health.ProbeFor(spec, in.Port, func(argv []string) health.Probe {
-			return &unitCheck{m: e.Manager, unit: checkUnit, argv: argv}
+			return &unitCheck{m: e.Manager, journal: e.journal, unit: checkUnit, argv: argv}
 		})
 		if err != nil {
 			return nil, fmt.Errorf("services.%s.health: %w", in.Service.Name, err)
@@ -55,9 +55,10 @@ func (e *Engine) checks(app string, r Release) (map[string]health.Instance, erro
 // sandbox, bounded by the check's timeout. A check is the release's code: running it as a
 // unit is what keeps it from acting with the agent's rights.
 type unitCheck struct {
-	m    Manager
-	unit string
-	argv []string // for messages: what service.json says
+	m       Manager
+	journal func(ctx context.Context, unit string) ([]string, error) // Engine.journal
+	unit    string
+	argv    []string // for messages: what service.json says
 }
 
 func (c *unitCheck) String() string { return fmt.Sprintf("command %q", c.argv) }
@@ -93,7 +94,7 @@ func (c *unitCheck) Check(ctx context.Context) error {
 	} else if st.Result != "" {
 		msg += fmt.Sprintf(" (Result %s)", st.Result)
 	}
-	lines, err := c.m.Journal(bg, c.unit, JournalLines)
+	lines, err := c.journal(bg, c.unit)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read journal of %s: %w", c.unit, err))
 	}
@@ -156,11 +157,12 @@ func (e *Engine) checker(checks map[string]health.Instance, release string, log 
 			if errors.Is(r.Err, health.ErrBatchFailed) {
 				continue // stopped because another instance failed, which says why
 			}
-			msg := fmt.Sprintf("%s: check %s: %s", r.Name, checkName(list[i].Spec), r.Reason)
+			// The reason and the last failure quote the instance's answer.
+			msg := fmt.Sprintf("%s: check %s: %s", r.Name, checkName(list[i].Spec), e.redact(r.Reason))
 			if r.LastError != "" && !strings.Contains(r.Reason, r.LastError) {
-				msg += "; last failure: " + r.LastError
+				msg += "; last failure: " + e.redact(r.LastError)
 			}
-			lines, jerr := e.Manager.Journal(context.WithoutCancel(ctx), r.Name, JournalLines)
+			lines, jerr := e.journal(context.WithoutCancel(ctx), r.Name)
 			msg += journalQuote(lines)
 			err := errors.New(msg)
 			if r.Err != nil {

@@ -37,6 +37,29 @@ type Engine struct {
 	// status display, and for a watchdog that tells a long rollout from a stuck one. It is
 	// called on the rollout's goroutine and must return at once.
 	Progress func(Step)
+	// Redact, when set, masks the app's secrets in what the engine quotes of the app's own
+	// output: journal lines and health check answers, in its errors. An app that fails
+	// often prints its configuration, and these errors travel to records, logs, GitHub and
+	// notifications.
+	Redact func(string) string
+}
+
+// redact is Redact applied to text, or text as is.
+func (e *Engine) redact(text string) string {
+	if e.Redact == nil {
+		return text
+	}
+	return e.Redact(text)
+}
+
+// journal reads unit's last JournalLines lines, masked by Redact: the one way the engine
+// reads what an instance printed.
+func (e *Engine) journal(ctx context.Context, unit string) ([]string, error) {
+	lines, err := e.Manager.Journal(ctx, unit, JournalLines)
+	for i := range lines {
+		lines[i] = e.redact(lines[i])
+	}
+	return lines, err
 }
 
 // Step is a batch about to start, as Engine.Progress is told of it.

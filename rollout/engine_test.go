@@ -515,6 +515,20 @@ func TestEngine_instanceError_journalUnreadable(t *testing.T) {
 	}
 }
 
+// TestEngine_Redact: what the engine quotes of an instance's journal goes through Redact.
+func TestEngine_Redact(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 1)
+	prev := f.deployed(t, "v1", 1)
+	f.m.exits["v2 web@1"] = true
+	f.e.Redact = func(s string) string { return strings.ReplaceAll(s, "says boom", "<redacted>") }
+	_, err := f.e.Deploy(t.Context(), f.p, release("v2", 1), prev)
+	checkErr(t, err, []string{"not active", "journal lines:", "web@1 v2 <redacted>"})
+	if strings.Contains(err.Error(), "says boom") {
+		t.Errorf("error quotes the journal unmasked: %v", err)
+	}
+}
+
 // TestEngine_Progress: Progress hears of every batch as it starts, the revert's included,
 // the failed batch reverted first.
 func TestEngine_Progress(t *testing.T) {

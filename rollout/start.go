@@ -108,7 +108,7 @@ func (e *Engine) instanceError(ctx context.Context, ie *InstanceError) error {
 	} else {
 		ie.ActiveState, ie.SubState, ie.Result = st.ActiveState, st.SubState, st.Result
 	}
-	lines, err := e.Manager.Journal(ctx, ie.Unit, JournalLines)
+	lines, err := e.journal(ctx, ie.Unit)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("read journal of %s: %w", ie.Unit, err))
 	}
