@@ -49,22 +49,10 @@ func helloBinary(t testing.TB) string {
 	return string(helloBin)
 }
 
-// dataDirOutsideTmp is a data directory the services can see: PrivateTmp hides /tmp.
-func dataDirOutsideTmp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
-	if err != nil {
-		testenv.Unavailable(t, "data directory outside /tmp", "%v", err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // onSystemd points c at the test's systemd user manager, with a data dir its services can
 // see, and the instances' settle time.
 func onSystemd(t testing.TB, c *config.Config, sd *testenv.Systemd, settle time.Duration) {
-	c.DataDir = dataDirOutsideTmp(t)
+	c.DataDir = testenv.DataDirOutsideTmp(t)
 	c.Systemd = config.Systemd{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
 		JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
 }
