@@ -22,6 +22,7 @@ import (
 	"github.com/pushdeploy/pushdeploy/internal/sdnotify"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
+	"github.com/pushdeploy/pushdeploy/rollout"
 	"github.com/pushdeploy/pushdeploy/rollout/systemd"
 	"github.com/pushdeploy/pushdeploy/state"
 )
@@ -71,6 +72,10 @@ type Agent struct {
 
 	sup      *sdnotify.Supervisor // nil without a Notifier
 	stopping atomic.Bool
+
+	// onBatch, when set (by a test, before Open), is told of each rollout batch as it
+	// starts, before it is drained: the one place a fault can be injected between batches.
+	onBatch func(rollout.Step)
 }
 
 // New returns an agent for cfg that logs to out (already formatted: JSON or console).

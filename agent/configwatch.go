@@ -23,7 +23,7 @@ import (
 // watch, so no change is missed, though intermediate ones may be skipped.
 func (a *Agent) watchConfig(ctx context.Context, ap *app) {
 	ac := ap.cfg
-	log := a.log.With().Str("component", "config").Str("app", ac.Name()).
+	log := a.component("config").Str("app", ac.Name()).
 		Str("doc", ac.Config.Name+"/"+ac.Config.Env).Logger()
 	from, ok := a.firstRead(ctx, ac, log)
 	if !ok {
@@ -40,7 +40,13 @@ func (a *Agent) watchConfig(ctx context.Context, ap *app) {
 			default:
 			}
 			changes <- s
-		}, func(err error) { log.Warn().Err(err).Msg("watch configuration") })
+		}, func(err error) {
+			if err == nil {
+				log.Info().Msg("etcd answers again: watching configuration")
+				return
+			}
+			log.Warn().Err(err).Str("until", "etcd answers: deploys use the cached configuration").Msg("watch configuration")
+		})
 	})
 	defer wg.Wait()
 	timer := time.NewTimer(time.Hour)

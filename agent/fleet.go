@@ -30,7 +30,7 @@ type fleetSide struct {
 // openFleet prepares the fleet's client; like renv's, it does not wait for etcd.
 func (a *Agent) openFleet() error {
 	a.fl = fleetSide{dirty: make(chan struct{}, 1), started: time.Now().UTC(),
-		log: a.log.With().Str("component", "fleet").Logger()}
+		log: a.component("fleet").Logger()}
 	if a.cfg.Etcd == nil {
 		return nil
 	}
@@ -91,8 +91,11 @@ func (a *Agent) registryChanged() {
 // quick steps (fetching, releasing) make one write, not several.
 const publishCoalesce = 100 * time.Millisecond
 
-// publishLoop writes the registry entry each time it is out of date, until ctx ends.
+// publishLoop writes the registry entry each time it is out of date, until ctx ends. The
+// first failure of an etcd outage is a warning, the next ones are debug lines, and the
+// first write after it says so (the session writes the entry again on its new lease).
 func (a *Agent) publishLoop(ctx context.Context) {
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -105,8 +108,17 @@ func (a *Agent) publishLoop(ctx context.Context) {
 		case <-time.After(publishCoalesce):
 		}
 		for _, h := range a.registryEntries(ctx) {
-			if err := a.fl.session.Publish(ctx, h); err != nil && ctx.Err() == nil {
-				a.fl.log.Warn().Err(err).Msg("publish registry entry")
+			err := a.fl.session.Publish(ctx, h)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil && failing:
+				a.fl.log.Debug().Err(err).Msg("publish registry entry")
+			case err != nil:
+				a.fl.log.Warn().Err(err).Str("until", "etcd answers: further failures are logged at debug level").Msg("publish registry entry")
+				failing = true
+			case failing:
+				a.fl.log.Info().Msg("registry entry published again")
+				failing = false
 			}
 		}
 	}

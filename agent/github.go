@@ -63,6 +63,11 @@ type reporter struct {
 	queue  chan ghReport
 
 	ids map[string]int64 // deploy id → GitHub deployment id; used by run only
+	// dropped counts the reports dropped since GitHub last answered (used by run only): the
+	// first drop of an outage is logged as a warning, the others at debug level, and the
+	// first answer after it says how many were lost. While it is not zero each report is
+	// tried once, so the backlog drains quickly and recovery is noticed at the next report.
+	dropped int
 }
 
 func newReporter(log zerolog.Logger, size int) *reporter {
@@ -120,9 +125,10 @@ func (rp *reporter) handle(ctx context.Context, r ghReport) {
 			return err
 		})
 		if err != nil {
-			log.Warn().Err(err).Msg("github deployment dropped")
+			rp.drop(log, err).Msg("github deployment dropped")
 			return
 		}
+		rp.answered(log)
 		rp.ids[r.deploy] = id
 		log.Debug().Int64("github_deployment", id).Str("environment", r.create.Environment).Msg("github deployment created")
 	}
@@ -138,14 +144,38 @@ func (rp *reporter) handle(ctx context.Context, r ghReport) {
 		return r.api.CreateDeploymentStatus(ctx, r.repo, id, r.status)
 	})
 	if err != nil {
-		log.Warn().Err(err).Int64("github_deployment", id).Str("state", r.status.State).Msg("github deployment status dropped")
+		rp.drop(log, err).Int64("github_deployment", id).Str("state", r.status.State).Msg("github deployment status dropped")
 		return
 	}
+	rp.answered(log)
 	log.Debug().Int64("github_deployment", id).Str("state", r.status.State).Msg("github deployment status posted")
 }
 
+// drop counts a report lost to err and returns the event to log it with: a warning for
+// the first of an outage (saying later ones are quiet) or one GitHub refused for good (a
+// bad token or request: each says so), debug level for the rest of an outage.
+func (rp *reporter) drop(log zerolog.Logger, err error) *zerolog.Event {
+	if permanent(err) {
+		return log.Warn().Err(err)
+	}
+	rp.dropped++
+	if rp.dropped > 1 {
+		return log.Debug().Err(err)
+	}
+	return log.Warn().Err(err).Str("until", "GitHub answers: further reports dropped are logged at debug level")
+}
+
+// answered notes that GitHub took a report, and logs the end of an outage.
+func (rp *reporter) answered(log zerolog.Logger) {
+	if rp.dropped > 0 {
+		log.Info().Int("dropped", rp.dropped).Msg("github answers again: reporting resumed")
+		rp.dropped = 0
+	}
+}
+
 // retry calls f until it succeeds, fails for good (GitHub refused the request or the
-// token), or the attempts or the time are used up.
+// token), or the attempts or the time are used up; during an outage (reports dropped since
+// GitHub last answered) it calls f once.
 func (rp *reporter) retry(ctx context.Context, f func(context.Context) error) error {
 	start := time.Now()
 	wait := rp.Backoff
@@ -153,7 +183,7 @@ func (rp *reporter) retry(ctx context.Context, f func(context.Context) error) er
 		cctx, cancel := context.WithTimeout(ctx, rp.CallTimeout)
 		err := f(cctx)
 		cancel()
-		if err == nil || permanent(err) || attempt >= rp.Attempts || time.Since(start)+wait > rp.MaxElapsed {
+		if err == nil || permanent(err) || attempt >= rp.Attempts || rp.dropped > 0 || time.Since(start)+wait > rp.MaxElapsed {
 			return err
 		}
 		rp.log.Debug().Err(err).Int("attempt", attempt).Dur("backoff", wait).Msg("github call failed, retrying")

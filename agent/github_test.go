@@ -339,7 +339,7 @@ func TestReporter_boundsAndDrops(t *testing.T) {
 	}
 	out := logs.String()
 	for _, want := range []string{`"deploy":"d2","state":"","message":"github report dropped: queue full"`,
-		`"deploy":"d1","repo":"acme/web","error":"502 Bad Gateway","message":"github deployment dropped"`,
+		`"deploy":"d1","repo":"acme/web","error":"502 Bad Gateway","until":"GitHub answers: further reports dropped are logged at debug level","message":"github deployment dropped"`,
 		`"deploy":"d3","state":"","message":"github report dropped: agent stopping"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %s:\n%s", want, out)

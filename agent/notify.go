@@ -59,6 +59,9 @@ func (a *Agent) progress(ap *app, d *state.Deploy) {
 
 // batchStarted is the rollout engine's Progress: a batch of an app's instances starts.
 func (a *Agent) batchStarted(s rollout.Step) {
+	if a.onBatch != nil {
+		a.onBatch(s)
+	}
 	ap, ok := a.apps[s.App]
 	if !ok {
 		return

@@ -21,7 +21,7 @@ const reconcileTimeout = time.Minute
 // reconcileLoop catches the app up with its branch at start and every reconcile_interval
 // until ctx ends: a host that was down, partitioned or missed a webhook converges.
 func (a *Agent) reconcileLoop(ctx context.Context, ap *app) {
-	log := a.log.With().Str("component", "reconcile").Str("app", ap.cfg.Name()).Logger()
+	log := a.component("reconcile").Str("app", ap.cfg.Name()).Logger()
 	branches := ap.cfg.Branches(a.cfg.Environments)
 	if len(branches) != 1 || strings.ContainsAny(branches[0], `*?[\`) {
 		log.Info().Strs("branches", branches).Msg("catch-up off: the app deploys more than one branch here")

@@ -58,7 +58,7 @@ func (a *Agent) openView() error {
 	ctx, cancel := context.WithCancel(context.Background())
 	a.view.ui = &http.Server{
 		Handler: ui.Handler(a.uiBackend(), ui.Options{Token: u.Token(),
-			Log: a.log.With().Str("component", "ui").Logger()}),
+			Log: a.component("ui").Logger()}),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

@@ -25,6 +25,7 @@ const (
 	DefaultScriptTimeout = 10 * time.Minute
 	DefaultHistoryLimit  = 200
 	DefaultDrainTimeout  = 30 * time.Second
+	DefaultFetchTimeout  = release.DefaultTimeout
 )
 
 // Config is the agent's configuration file.
@@ -83,11 +84,14 @@ type App struct {
 	KeepReleases   int           `yaml:"keep_releases"`
 	Script         Argv          `yaml:"script"`
 	ScriptTimeout  time.Duration `yaml:"script_timeout"`
-	HAProxy        *HAProxy      `yaml:"haproxy"`
-	GitHub         *GitHub       `yaml:"github"`
-	Config         *AppEnv       `yaml:"config"`
-	Notify         []*Notify     `yaml:"notify"` // this app's notification targets, besides the global ones
-	Fleet          *Fleet        `yaml:"fleet"`
+	// FetchTimeout bounds each exchange with the remote: the ls-remote before a fetch, the
+	// fetch, a promote's push (default 10m).
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	HAProxy      *HAProxy      `yaml:"haproxy"`
+	GitHub       *GitHub       `yaml:"github"`
+	Config       *AppEnv       `yaml:"config"`
+	Notify       []*Notify     `yaml:"notify"` // this app's notification targets, besides the global ones
+	Fleet        *Fleet        `yaml:"fleet"`
 
 	name   string
 	secret []byte
@@ -226,6 +230,9 @@ func (c *Config) setDefaults(env Env) {
 		if a.ScriptTimeout == 0 {
 			a.ScriptTimeout = DefaultScriptTimeout
 		}
+		if a.FetchTimeout == 0 {
+			a.FetchTimeout = DefaultFetchTimeout
+		}
 		if a.HAProxy != nil && a.HAProxy.DrainTimeout == 0 {
 			a.HAProxy.DrainTimeout = DefaultDrainTimeout
 		}
@@ -269,7 +276,8 @@ func (a *App) Secret() []byte { return a.secret }
 // Origin is where the app's commits are fetched from: remote, with the credentials its
 // settings name (an https token read from token_file).
 func (a *App) Origin() release.Remote {
-	return release.Remote{URL: a.Remote, SSHKeyFile: a.SSHKeyFile, KnownHostsFile: a.KnownHostsFile, Token: a.token}
+	return release.Remote{URL: a.Remote, SSHKeyFile: a.SSHKeyFile, KnownHostsFile: a.KnownHostsFile, Token: a.token,
+		Timeout: a.FetchTimeout}
 }
 
 // Token is the GitHub token read from token_file.

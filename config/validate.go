@@ -151,6 +151,9 @@ func (a *App) validate(field string) []error {
 	if a.ScriptTimeout < 0 {
 		bad("script_timeout", "must be positive, got %s", a.ScriptTimeout)
 	}
+	if a.FetchTimeout < 0 {
+		bad("fetch_timeout", "must be positive, got %s", a.FetchTimeout)
+	}
 	if g := a.GitHub; g != nil {
 		if g.TokenFile == "" {
 			bad("github.token_file", "missing: the file holding a GitHub token allowed to write deployments")

@@ -21,6 +21,9 @@ var (
 	ErrRateLimited  = errors.New("rate limited by GitHub")
 	ErrHookExists   = errors.New("GitHub says a hook with this URL already exists (422): it differs from --url in a way GitHub ignores (case, trailing slash); run `pushdeploy hooks list` and remove or reuse it")
 	ErrHookNotFound = errors.New("no such hook")
+	// ErrServerError marks an answer 5xx: GitHub (or a proxy before it) failed; the same
+	// request may succeed later.
+	ErrServerError = errors.New("GitHub failed to answer")
 )
 
 // Hook actions reported by [GitHub.Ensure].
@@ -278,6 +281,10 @@ func explain(what string, err error) error {
 					return fmt.Errorf("%s: %w: %w", what, ErrHookExists, err)
 				}
 			}
+		}
+		if er.Response.StatusCode >= 500 {
+			// go-github's text of an answer without a JSON body is only the code.
+			return fmt.Errorf("%s: %w (%s): %w", what, ErrServerError, er.Response.Status, err)
 		}
 	}
 	return fmt.Errorf("%s: %w", what, err)

@@ -122,7 +122,10 @@ func (r Remote) Tip(ctx context.Context, branch string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	ctx, cancel, explain := r.bound(ctx)
+	defer cancel()
 	refs, err := r.bind(memory.NewStorage()).ListContext(ctx, &git.ListOptions{Auth: auth})
+	err = explain(err)
 	if errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		refs, err = nil, nil // its last branch was deleted
 	}
@@ -159,6 +162,8 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 	}
 	before := c.packBytes()
 	defer func() { res.PackBytes = c.packBytes() - before }()
+	ctx, cancel, explain := c.remote.bound(ctx)
+	defer cancel()
 	opts := &git.FetchOptions{
 		RemoteName: "origin",
 		RefSpecs:   []config.RefSpec{config.RefSpec(sha + ":" + pinRef(sha))},
@@ -173,7 +178,7 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 		branchRef := "refs/pushdeploy/branches/" + branch
 		opts.RefSpecs = []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + branchRef)}
 		if err = c.fetch(ctx, opts); err != nil {
-			return res, fmt.Errorf("fetch %s from %s: %w", branch, redact(c.remote.URL), err)
+			return res, fmt.Errorf("fetch %s from %s: %w", branch, redact(c.remote.URL), explain(err))
 		}
 		ref, err := c.repo.Reference(plumbing.ReferenceName(branchRef), true)
 		if err != nil {
@@ -185,7 +190,7 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 		return res, c.pin(sha)
 	}
 	if err != nil {
-		return res, fmt.Errorf("fetch %.12s from %s: %w", sha, redact(c.remote.URL), err)
+		return res, fmt.Errorf("fetch %.12s from %s: %w", sha, redact(c.remote.URL), explain(err))
 	}
 	if !c.has(sha) {
 		return res, fmt.Errorf("fetch %.12s from %s: commit missing after fetch", sha, redact(c.remote.URL))

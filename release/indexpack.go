@@ -50,11 +50,12 @@ func (s *cacheStorage) PackfileWriter() (io.WriteCloser, error) {
 // once as it streams by and hashed (a delta once its base is known), never held whole
 // unless it is a delta or a delta's base.
 type indexer struct {
-	st   *cacheStorage
-	dir  string
-	file *os.File
-	pipe *io.PipeWriter
-	done chan error
+	st     *cacheStorage
+	dir    string
+	file   *os.File
+	pipe   *io.PipeWriter
+	done   chan error
+	failed bool // the indexer stopped: Write drops what comes
 
 	objs    []packed
 	bases   map[int]base  // of the deltas, by index in objs
@@ -81,7 +82,20 @@ type base struct {
 	ref plumbing.Hash
 }
 
-func (ix *indexer) Write(p []byte) (int, error) { return ix.pipe.Write(p) }
+// Write passes p on to the indexer. Once the indexer has failed (a full disk, a broken
+// pack) the rest of the pack is read and dropped, and Close returns the failure: for a
+// file:// remote go-git waits for upload-pack to exit before it returns the error, and
+// upload-pack exits only once its pack has been read whole (a fetch stalled for ever on a
+// full disk otherwise). The fetch's timeout bounds the draining.
+func (ix *indexer) Write(p []byte) (int, error) {
+	if ix.failed {
+		return len(p), nil
+	}
+	if _, err := ix.pipe.Write(p); err != nil {
+		ix.failed = true
+	}
+	return len(p), nil
+}
 
 // Close ends the pack: it is checked whole, its deltas resolved, its index written, and both
 // named pack-<checksum>. On any error nothing is left but the error.

@@ -268,7 +268,7 @@ func (wk *worker) write(key objectKey) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("write object %s: %w", key.hash, err)
+		return fmt.Errorf("write object %s to %s: %w", key.hash, name, err)
 	}
 	n, err := io.CopyBuffer(fdWriter(fd), r, wk.buf)
 	if err == nil && n != size {
@@ -281,7 +281,7 @@ func (wk *worker) write(key objectKey) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("write object %s: %w", key.hash, err)
+		return fmt.Errorf("write object %s to %s: %w", key.hash, name, err)
 	}
 	return nil
 }

@@ -51,11 +51,13 @@ func (r Remote) MoveBranch(ctx context.Context, sha, via, branch string, force b
 	if err != nil {
 		return mv, err
 	}
+	ctx, cancel, explain := r.bound(ctx)
+	defer cancel()
 	st := memory.NewStorage()
 	rem := r.bind(st)
 	refs, err := rem.ListContext(ctx, &git.ListOptions{Auth: auth})
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
-		return mv, fmt.Errorf("list refs of %s: %w", redact(r.URL), err)
+		return mv, fmt.Errorf("list refs of %s: %w", redact(r.URL), explain(err))
 	}
 	specs := []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(via).String() + ":refs/pushdeploy/via")}
 	for _, ref := range refs {
@@ -73,7 +75,7 @@ func (r Remote) MoveBranch(ctx context.Context, sha, via, branch string, force b
 		if errors.Is(err, git.NoErrAlreadyUpToDate) {
 			return nil
 		}
-		return err
+		return explain(err)
 	}
 	if err := fetch(specs); err != nil {
 		return mv, fmt.Errorf("fetch %s from %s: %w", via, redact(r.URL), err)
@@ -115,7 +117,7 @@ func (r Remote) MoveBranch(ctx context.Context, sha, via, branch string, force b
 	}
 	err = rem.PushContext(ctx, opts)
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return mv, fmt.Errorf("push %.12s to %s on %s: %w", sha, branch, redact(r.URL), err)
+		return mv, fmt.Errorf("push %.12s to %s on %s: %w", sha, branch, redact(r.URL), explain(err))
 	}
 	return mv, nil
 }

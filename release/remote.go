@@ -1,9 +1,12 @@
 package release
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
@@ -17,6 +20,39 @@ type Remote struct {
 	SSHKeyFile     string // private deploy key, for ssh
 	KnownHostsFile string // pinned host keys, for ssh; required with SSHKeyFile
 	Token          string // sent as basic auth x-access-token:<token>, for https
+	// Timeout bounds each exchange with the remote (listing its refs, a fetch, a push);
+	// zero means DefaultTimeout. A server that accepts the connection and then stalls
+	// would otherwise hold the app's deploys up for ever.
+	Timeout time.Duration
+}
+
+// DefaultTimeout bounds one exchange with a remote when Remote.Timeout is zero: long
+// enough for a first fetch of a large repository over a slow link.
+const DefaultTimeout = 10 * time.Minute
+
+// ErrTimeout marks an exchange with the remote that did not finish within its timeout.
+var ErrTimeout = errors.New("timed out")
+
+func (r Remote) timeout() time.Duration {
+	if r.Timeout <= 0 {
+		return DefaultTimeout
+	}
+	return r.Timeout
+}
+
+// bound returns ctx limited to the remote's timeout, and a function that turns the error
+// of an exchange under it into one that says the timeout ended it (rather than go-git's
+// "context deadline exceeded"), when it did: the caller's own cancellation (a shutdown) is
+// left as it is.
+func (r Remote) bound(ctx context.Context) (context.Context, context.CancelFunc, func(error) error) {
+	tctx, cancel := context.WithTimeout(ctx, r.timeout())
+	explain := func(err error) error {
+		if err == nil || ctx.Err() != nil || !errors.Is(tctx.Err(), context.DeadlineExceeded) {
+			return err
+		}
+		return fmt.Errorf("%w: no complete answer within %s (fetch_timeout)", ErrTimeout, r.timeout())
+	}
+	return tctx, cancel, explain
 }
 
 // Protocol reports the transport the URL uses: ssh, https, http, git or file.

@@ -40,7 +40,8 @@ const (
 // the current document (calling fn if it differs) and watches again from its revision,
 // retrying every 200ms, doubling to 5s, while etcd is unreachable. onErr, if not nil, is
 // called with the error that ended a watch and then only with the first error of each
-// outage; a recovery is not reported (fn hears of any change it missed).
+// outage, and with nil once etcd answers the watch again after that (fn hears of any
+// change it missed).
 func (s *Store) Watch(ctx context.Context, app, env string, from Snapshot, fn func(Snapshot), onErr func(error)) error {
 	if err := checkDoc(app, env); err != nil {
 		return fmt.Errorf("watch config: %w", err)
@@ -158,6 +159,9 @@ func (w *watch) follow(ctx context.Context) (*clientv3.Client, error) {
 			}
 			if err := resp.Err(); err != nil {
 				return c, fmt.Errorf("watch config %s: %w", w.name, w.s.conn.Classify(err))
+			}
+			if w.reported && w.onErr != nil {
+				w.onErr(nil) // the watch works again
 			}
 			probing, w.reported = false, false // the watch works: a new outage will be reported
 			idle.Reset(w.s.timeout)

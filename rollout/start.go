@@ -15,9 +15,20 @@ type healthError struct{ err error }
 func (e *healthError) Error() string { return "health check: " + e.err.Error() }
 func (e *healthError) Unwrap() error { return e.err }
 
+// rotationError is a batch found healthy that could not be put back in the load
+// balancer's rotation (haproxy's admin socket gone): its instances serve, but the
+// balancer may not send them traffic.
+type rotationError struct{ err error }
+
+func (e *rotationError) Error() string {
+	return "healthy, but not put back in rotation: " + e.err.Error()
+}
+func (e *rotationError) Unwrap() error { return e.err }
+
 // rollBatch starts or restarts every instance of batch at once, waits until each has
 // started (startInstance), asks check (when set) about the batch, and puts it back in
-// rotation. It returns the start failures, joined, or check's error as a *healthError.
+// rotation. It returns the start failures, joined, check's error as a *healthError, or
+// the rotation's as a *rotationError.
 func (e *Engine) rollBatch(ctx context.Context, p *Plan, batch []string, check CheckFunc) error {
 	errs := make([]error, len(batch))
 	var wg sync.WaitGroup
@@ -35,7 +46,7 @@ func (e *Engine) rollBatch(ctx context.Context, p *Plan, batch []string, check C
 	}
 	if p.Rotation != nil {
 		if err := p.Rotation.Ready(ctx, batch); err != nil {
-			return &healthError{fmt.Errorf("back in rotation: %w", err)}
+			return &rotationError{err}
 		}
 	}
 	return nil

@@ -130,11 +130,23 @@ func (c *Conn) Renew(cl *clientv3.Client) {
 }
 
 // Classify wraps err with ErrUnavailable when it says etcd could not be reached or did
-// not answer in time, adding why a TLS connection fails if it does: the etcd client
-// reports that only as a timeout.
+// not answer in time, naming the endpoints and, for a timeout, the request timeout, and
+// adding why a TLS connection fails if it does: the etcd client reports that only as a
+// timeout.
 func (c *Conn) Classify(err error) error {
-	err = Unavailable(err)
-	if errors.Is(err, ErrUnavailable) && c.cc.TLS != nil {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
+	}
+	if !errors.Is(Unavailable(err), ErrUnavailable) {
+		return err
+	}
+	where := strings.Join(c.cc.Endpoints, ", ")
+	if errors.Is(err, context.DeadlineExceeded) || status.Code(err) == codes.DeadlineExceeded {
+		err = fmt.Errorf("%w at %s: no answer within %s (request_timeout): %w", ErrUnavailable, where, c.timeout, err)
+	} else {
+		err = fmt.Errorf("%w at %s: %w", ErrUnavailable, where, err)
+	}
+	if c.cc.TLS != nil {
 		if why := c.tlsProblem(); why != nil {
 			return fmt.Errorf("%w (TLS: %v)", err, why)
 		}
