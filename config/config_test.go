@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -46,6 +47,8 @@ func TestParse(t *testing.T) {
 		{"haproxy bad backend", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: \"we b\", server: \"web{instance}\"}\n"), "apps.web.haproxy.backend:"},
 		{"haproxy no server", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web}\n"), "apps.web.haproxy.server: missing"},
 		{"haproxy bad placeholder", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{n}\"}\n"), "apps.web.haproxy.server: haproxy server name template \"web{n}\": unknown placeholder {n}"},
+		{"fetch timeout", base("    remote: https://x/y.git\n    fetch_timeout: 2m\n"), ""},
+		{"negative fetch timeout", base("    remote: https://x/y.git\n    fetch_timeout: -1s\n"), "apps.web.fetch_timeout: must be positive, got -1s"},
 		{"haproxy negative drain", base("    remote: https://x/y.git\n    haproxy: {socket: /a.sock, backend: web, server: \"web{instance}\", drain_timeout: -1s}\n"), "apps.web.haproxy.drain_timeout: must be positive"},
 		{"github", base("    remote: https://x/y.git\n    github: {token_file: " + secret + ", api_url: \"https://ghe.example.com\", environment_per_host: true, public_url: \"https://deploy.example.com\"}\n"), ""},
 		{"github no token", base("    remote: https://x/y.git\n    github: {environment_per_host: true}\n"), "apps.web.github.token_file: missing"},
@@ -71,6 +74,13 @@ func TestParse(t *testing.T) {
 				}
 				if cfg.Host != "host-1" || cfg.Listen != DefaultListen || cfg.Apps["web"].KeepReleases != DefaultKeepReleases {
 					t.Errorf("defaults not applied: host %q listen %q keep %d", cfg.Host, cfg.Listen, cfg.Apps["web"].KeepReleases)
+				}
+				want := DefaultFetchTimeout
+				if strings.Contains(tt.doc, "fetch_timeout: 2m") {
+					want = 2 * time.Minute
+				}
+				if got := cfg.Apps["web"].Origin().Timeout; got != want {
+					t.Errorf("the remote's timeout: got %s, want %s", got, want)
 				}
 				return
 			}
