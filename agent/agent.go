@@ -175,7 +175,7 @@ func (a *Agent) Open() (err error) {
 		return err
 	}
 	lim := a.WebLimits
-	a.budget = hooks.NewBudget(lim.UnverifiedBodies, lim.BudgetWait)
+	a.budget = hooks.NewBudget(lim.UnverifiedBodies, lim.UnverifiedRate, lim.BudgetWait)
 	a.web = &http.Server{
 		Handler:           a.webHandler(),
 		ErrorLog:          httpErrorLog(a.log),

@@ -57,6 +57,7 @@ func TestAgent_flood(t *testing.T) {
 		IdleTimeout:       time.Second,
 		MaxHeaderBytes:    64 << 10,
 		UnverifiedBodies:  hooks.DefaultBudget,
+		UnverifiedRate:    hooks.DefaultBudgetRate,
 		BudgetWait:        hooks.DefaultBudgetWait,
 	}
 	f := newTunedFixture(t, func(c *config.Config) {

@@ -24,10 +24,12 @@ type WebLimits struct {
 	// MaxHeaderBytes bounds the request line and headers (net/http answers 431 beyond).
 	MaxHeaderBytes int
 	// UnverifiedBodies bounds the memory held by the bodies of deliveries whose signature is
-	// not verified yet, summed over every delivery being received: bytes past
-	// hooks.FreeBody of each are drawn from it, and a delivery that finds no room within
-	// BudgetWait is refused with 429.
+	// not verified yet, summed over every delivery being received, and UnverifiedRate the
+	// bytes per second read of them (0: no bound), so that hashing attackers' bodies cannot
+	// take the CPU real pushes need. Bytes past hooks.FreeBody of each body are drawn from
+	// both; a delivery that finds no room within BudgetWait is refused with 429.
 	UnverifiedBodies int64
+	UnverifiedRate   int64
 	BudgetWait       time.Duration
 }
 
@@ -41,6 +43,7 @@ func DefaultWebLimits() WebLimits {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		UnverifiedBodies:  hooks.DefaultBudget,
+		UnverifiedRate:    hooks.DefaultBudgetRate,
 		BudgetWait:        hooks.DefaultBudgetWait,
 	}
 }

@@ -42,13 +42,17 @@ func readBody(r *http.Request, limit int64, mac hash.Hash, budget *Budget) (chun
 			}
 			chunk = min(chunk, limit+1-total) // one byte past the limit is enough to refuse
 			if len(chunks) > 0 {
-				if err := budget.acquire(r.Context(), chunk); err != nil {
-					if r.Context().Err() != nil {
-						return nil, held, &Error{Status: http.StatusBadRequest, Msg: "body: read: " + r.Context().Err().Error(), err: r.Context().Err()}
-					}
+				switch err := budget.acquire(r.Context(), chunk); {
+				case errors.Is(err, errBudgetFull):
 					return nil, held, refuse(http.StatusTooManyRequests,
 						"body: more than %s of unauthenticated webhook bodies are being received at once; retry later",
 						size(budget.size))
+				case errors.Is(err, errBudgetRate):
+					return nil, held, refuse(http.StatusTooManyRequests,
+						"body: unauthenticated webhook bodies are arriving faster than the agent reads them (%s/s); retry later",
+						size(int64(budget.limit.Limit())))
+				case err != nil:
+					return nil, held, &Error{Status: http.StatusBadRequest, Msg: "body: read: " + err.Error(), err: err}
 				}
 				held += chunk
 			}

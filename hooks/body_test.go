@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // TestRead_budget: bodies up to FreeBody never draw on the budget; larger ones draw what
@@ -26,6 +28,7 @@ func TestRead_budget(t *testing.T) {
 		body       []byte
 		sign       []byte // secret to sign with; nil: testSecret
 		taken      int64  // budget already held by others
+		drained    bool   // the rate's tokens already taken by others
 		cl         int64  // Content-Length to send; 0: the body's length; -1: chunked
 		wantStatus int
 		wantMsg    string
@@ -39,6 +42,9 @@ func TestRead_budget(t *testing.T) {
 		{name: "large chunked body within budget", body: large, cl: -1},
 		{name: "large body, budget exhausted", body: large, taken: budgetSize - 128<<10,
 			wantStatus: 429, wantMsg: "are being received at once; retry later"},
+		{name: "large body, rate exhausted", body: large, drained: true,
+			wantStatus: 429, wantMsg: "body: unauthenticated webhook bodies are arriving faster than the agent reads them (1 MiB/s)"},
+		{name: "small body, rate exhausted", body: small, drained: true},
 		{name: "large body, wrong secret", body: large, sign: []byte("other"),
 			wantStatus: 401, wantMsg: "X-Hub-Signature-256: does not match"},
 		{name: "large body over the limit", body: bytes.Repeat([]byte("z"), 400<<10), cl: -1,
@@ -46,9 +52,13 @@ func TestRead_budget(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := NewBudget(budgetSize, 20*time.Millisecond)
+			b := NewBudget(budgetSize, 0, 20*time.Millisecond)
 			if tc.taken > 0 && !b.sem.TryAcquire(tc.taken) {
 				t.Fatal("take budget")
+			}
+			if tc.drained {
+				b.limit = rate.NewLimiter(1<<20, budgetChunk)
+				b.limit.AllowN(time.Now(), budgetChunk)
 			}
 			secret := tc.sign
 			if secret == nil {
@@ -114,7 +124,7 @@ func TestRead_readTimeout(t *testing.T) {
 // and once every body is answered the whole budget is back.
 func TestRead_budgetBoundsConcurrentBodies(t *testing.T) {
 	const bodies, size, budgetSize = 10, 512 << 10, 1 << 20
-	b := NewBudget(budgetSize, 50*time.Millisecond)
+	b := NewBudget(budgetSize, 0, 50*time.Millisecond)
 	gate := make(chan struct{})
 	events := make(chan int, bodies) // 0: a body is all read and waits at the gate; else a status
 	statuses := make(chan int, bodies)
