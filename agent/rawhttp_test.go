@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -137,9 +138,10 @@ func slowHeaders(addr string, every, limit time.Duration) (time.Duration, error)
 	start := time.Now()
 	conn.SetDeadline(start.Add(limit))
 	closed := make(chan struct{})
-	go func() { // ends when the server closes, or at the deadline
+	var got bytes.Buffer // what the server said, if anything
+	go func() {          // ends when the server closes, or at the deadline
 		defer close(closed)
-		io.Copy(io.Discard, conn)
+		io.Copy(&got, io.LimitReader(conn, 1<<10))
 	}()
 	defer func() { conn.Close(); <-closed }()
 	if _, err := io.WriteString(conn, "POST /webhook/web HTTP/1.1\r\nHost: 127.0.0.1\r\n"); err != nil {
@@ -150,6 +152,9 @@ func slowHeaders(addr string, every, limit time.Duration) (time.Duration, error)
 		case <-closed:
 			if time.Since(start) >= limit {
 				return 0, fmt.Errorf("slow headers: connection still open after %s", limit)
+			}
+			if got.Len() > 0 {
+				return 0, fmt.Errorf("slow headers: the server answered %q, want the connection closed", got.Bytes())
 			}
 			return time.Since(start), nil
 		case <-time.After(every):
