@@ -130,12 +130,12 @@ func (b repeatByte) Read(p []byte) (int, error) {
 // every, never ending the headers, until the server closes the connection. It returns how
 // long the server let it send, or an error if the server was still listening after limit.
 func slowHeaders(addr string, every, limit time.Duration) (time.Duration, error) {
+	start := time.Now() // before the dial: a starved client may see it complete late
 	conn, err := net.DialTimeout("tcp", addr, limit)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	start := time.Now()
 	conn.SetDeadline(start.Add(limit))
 	closed := make(chan struct{})
 	var got bytes.Buffer // what the server said, if anything
