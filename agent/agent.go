@@ -49,6 +49,9 @@ type Agent struct {
 	// StageLimit is how long a deploy may stay in one step without progress, on top of the
 	// step's own timeout, before the watchdog counts its worker wedged (DefaultStageLimit).
 	StageLimit time.Duration
+	// WebLimits bound the webhook listener's timeouts and the memory unauthenticated
+	// bodies may hold (DefaultWebLimits); read by Open.
+	WebLimits WebLimits
 
 	cfg     *config.Config
 	out     io.Writer
@@ -69,6 +72,7 @@ type Agent struct {
 
 	web, admin     *http.Server
 	webLn, adminLn net.Listener
+	budget         *hooks.Budget // shared by every webhook's body until it is verified
 
 	sup      *sdnotify.Supervisor // nil without a Notifier
 	stopping atomic.Bool
@@ -83,6 +87,7 @@ func New(cfg *config.Config, out io.Writer, level zerolog.Level) *Agent {
 	a := &Agent{
 		ShutdownGrace: DefaultShutdownGrace,
 		StageLimit:    DefaultStageLimit,
+		WebLimits:     DefaultWebLimits(),
 		cfg:           cfg,
 		out:           out,
 		log:           newLogger(out, level).Str("component", "agent").Logger(),
@@ -169,14 +174,18 @@ func (a *Agent) Open() (err error) {
 	if err != nil {
 		return err
 	}
+	lim := a.WebLimits
+	a.budget = hooks.NewBudget(lim.UnverifiedBodies, lim.UnverifiedRate, lim.BudgetWait)
 	a.web = &http.Server{
 		Handler:           a.webHandler(),
 		ErrorLog:          httpErrorLog(a.log),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		ReadHeaderTimeout: lim.ReadHeaderTimeout,
+		ReadTimeout:       lim.ReadTimeout,
+		WriteTimeout:      lim.WriteTimeout,
+		IdleTimeout:       lim.IdleTimeout,
+		MaxHeaderBytes:    lim.MaxHeaderBytes,
+		// OPTIONS * would be answered 200 by net/http itself: the handler refuses it.
+		DisableGeneralOptionsHandler: true,
 	}
 	answers := &Local{cfg: a.cfg, state: a.state, store: a.store, live: true, gc: a.GC}
 	a.admin = &http.Server{Handler: admin.Handler(adminBackend{Local: answers, a: a}), ReadHeaderTimeout: 10 * time.Second}

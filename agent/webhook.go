@@ -71,8 +71,11 @@ func (a *Agent) handleWebhook(w http.ResponseWriter, r *http.Request) {
 		label = "" // never let unauthenticated callers create metric series
 	}
 	a.metrics.webhooks.WithLabelValues(label, strconv.Itoa(code), ans.Status).Inc()
-	if code == http.StatusMethodNotAllowed {
+	switch code {
+	case http.StatusMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
 	}
 	writeJSON(w, code, ans)
 }
@@ -90,7 +93,7 @@ func (a *Agent) webhook(r *http.Request, name string) (int, answer) {
 	if !ok {
 		return refuse(http.StatusNotFound, "unknown app %q", name)
 	}
-	delivery, err := hooks.Read(r, ap.cfg.Secret(), hooks.Options{AllowSHA1: ap.cfg.AllowSHA1})
+	delivery, err := hooks.Read(r, ap.cfg.Secret(), hooks.Options{AllowSHA1: ap.cfg.AllowSHA1, Budget: a.budget})
 	if err != nil {
 		var he *hooks.Error
 		if errors.As(err, &he) {
@@ -171,9 +174,15 @@ func (a *Agent) ignore(ap *app, p *hooks.Push) string {
 	return ""
 }
 
+// writeJSON answers v as JSON. A refusal (4xx) also closes the connection: after a body
+// that was cut short, or one whose Content-Length lied, what follows on the connection is
+// not a request boundary, and net/http would answer it with a plain-text 400 of its own.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if code >= 400 {
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(v)
 }

@@ -1,8 +1,9 @@
 // Package hooks owns GitHub webhooks: authenticating and parsing deliveries, and
 // producing GitHub-format signed push deliveries for plain git servers (post-receive).
 //
-// The agent receives deliveries with [Read], which authenticates the raw body before anything
-// parses it, and turns push payloads into a [Push] with [ParsePush]. A git server that is not
+// The agent receives deliveries with [Read], which authenticates the raw body as it streams in,
+// before anything parses it (what unverified bodies hold and how fast they are read is bounded
+// by a [Budget] the listener shares), and turns push payloads into a [Push] with [ParsePush]. A git server that is not
 // GitHub runs a post-receive hook that turns its input into payloads with [ParsePostReceive]
 // and [PushPayload] and delivers them with [Send], so the agent sees one format only.
 //

@@ -1,17 +1,17 @@
 package hooks
 
 import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/google/go-github/v92/github"
 )
 
 // MaxBody is the largest delivery accepted (GitHub caps payloads at 25 MiB).
@@ -33,6 +33,9 @@ const (
 type Options struct {
 	MaxBody   int64 // 0 means MaxBody
 	AllowSHA1 bool  // accept X-Hub-Signature (HMAC-SHA1) when X-Hub-Signature-256 is absent
+	// Budget, shared by every Read of a listener, bounds the memory held by bodies not yet
+	// authenticated; nil bounds each body only by MaxBody.
+	Budget *Budget
 }
 
 // Delivery is one authenticated webhook delivery.
@@ -74,6 +77,10 @@ func refuse(status int, format string, args ...any) *Error {
 //     the signature is malformed, or when it does not match the body;
 //   - 413 when the body is larger than the limit (checked on Content-Length first, then while
 //     reading);
+//   - 429 when the body outgrows FreeBody and opts.Budget has no room for it within its wait;
+//   - 408 when the body stops arriving before the connection's read deadline (a
+//     Content-Length longer than the body sent, a sender that stalls); 400 when it cannot be
+//     read otherwise;
 //   - 400 when, after authentication, X-GitHub-Event or X-GitHub-Delivery is missing or
 //     invalid, the Content-Type is neither JSON nor form-encoded, the form has no payload
 //     field, or the payload is not valid JSON.
@@ -89,60 +96,61 @@ func Read(r *http.Request, secret []byte, opts Options) (*Delivery, error) {
 	if r.ContentLength > limit {
 		return nil, refuse(http.StatusRequestEntityTooLarge, "body: larger than %s", size(limit))
 	}
-	header, sig, rerr := signature(r.Header, opts.AllowSHA1)
+	header, mac, want, rerr := signature(r.Header, secret, opts.AllowSHA1)
 	if rerr != nil {
 		return nil, rerr
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, limit))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return nil, refuse(http.StatusRequestEntityTooLarge, "body: larger than %s", size(limit))
-		}
-		return nil, &Error{Status: http.StatusBadRequest, Msg: "body: read: " + err.Error(), err: err}
+	chunks, held, rerr := readBody(r, limit, mac, opts.Budget)
+	defer opts.Budget.release(held)
+	if rerr != nil {
+		return nil, rerr
 	}
-	// ValidateSignature compares in constant time (hmac.Equal).
-	if err := github.ValidateSignature(sig, body, secret); err != nil {
+	// hmac.Equal compares in constant time.
+	if !hmac.Equal(mac.Sum(nil), want) {
 		return nil, refuse(http.StatusUnauthorized, "%s: does not match the body (check the app's secret)", header)
 	}
+	body := join(chunks)
 	return parseDelivery(r.Header, body)
 }
 
 // signature picks the signature header to verify and checks its shape, so that a malformed
-// value is refused before the body is read.
-func signature(h http.Header, allowSHA1 bool) (header, value string, err *Error) {
+// value is refused before the body is read. It returns the header's name, the MAC to feed
+// the body to as it arrives, and the MAC the header says the body has. Each header takes
+// only its own algorithm, so X-Hub-Signature-256 can never carry a weaker SHA-1 MAC.
+func signature(h http.Header, secret []byte, allowSHA1 bool) (header string, mac hash.Hash, want []byte, err *Error) {
 	if vs := h.Values(headerSig256); len(vs) > 0 {
-		if !wellFormed(vs[0], "sha256=", 64) {
-			return "", "", refuse(http.StatusUnauthorized,
+		want, ok := decodeSignature(vs[0], "sha256=", sha256.Size)
+		if !ok {
+			return "", nil, nil, refuse(http.StatusUnauthorized,
 				"%s: malformed, want sha256= followed by 64 hex digits", headerSig256)
 		}
-		return headerSig256, vs[0], nil
+		return headerSig256, hmac.New(sha256.New, secret), want, nil
 	}
 	vs := h.Values(headerSig1)
 	if len(vs) == 0 {
-		return "", "", refuse(http.StatusUnauthorized,
+		return "", nil, nil, refuse(http.StatusUnauthorized,
 			"%s: missing (sign deliveries with the app's secret)", headerSig256)
 	}
 	if !allowSHA1 {
-		return "", "", refuse(http.StatusUnauthorized,
+		return "", nil, nil, refuse(http.StatusUnauthorized,
 			"%s: missing; %s (HMAC-SHA1) is refused unless the app sets allow_sha1: true", headerSig256, headerSig1)
 	}
-	if !wellFormed(vs[0], "sha1=", 40) {
-		return "", "", refuse(http.StatusUnauthorized,
+	want, ok := decodeSignature(vs[0], "sha1=", sha1.Size)
+	if !ok {
+		return "", nil, nil, refuse(http.StatusUnauthorized,
 			"%s: malformed, want sha1= followed by 40 hex digits", headerSig1)
 	}
-	return headerSig1, vs[0], nil
+	return headerSig1, hmac.New(sha1.New, secret), want, nil
 }
 
-// wellFormed reports whether v is prefix followed by n hex digits. It is checked here rather
-// than left to ValidateSignature because that accepts any of sha1=, sha256= and sha512= in any
-// header, which would let X-Hub-Signature-256 carry a weaker SHA-1 MAC.
-func wellFormed(v, prefix string, n int) bool {
+// decodeSignature returns the n bytes of v, which must be prefix followed by 2n hex digits.
+func decodeSignature(v, prefix string, n int) ([]byte, bool) {
 	h, ok := strings.CutPrefix(v, prefix)
-	if !ok || len(h) != n {
-		return false
+	if !ok || len(h) != 2*n {
+		return nil, false
 	}
-	_, err := hex.DecodeString(h)
-	return err == nil
+	b, err := hex.DecodeString(h)
+	return b, err == nil
 }
 
 // parseDelivery checks the headers and extracts the payload of an authenticated body.

@@ -118,6 +118,9 @@ func (a *agentProc) ResetPeakRSS() error { return resetPeakRSS(a.cmd.Process.Pid
 // PeakRSS is the agent's peak resident set size, in bytes, since the last ResetPeakRSS.
 func (a *agentProc) PeakRSS() (int64, error) { return peakRSS(a.cmd.Process.Pid) }
 
+// RSS is the agent's resident set size now, in bytes.
+func (a *agentProc) RSS() (int64, error) { return rss(a.cmd.Process.Pid) }
+
 // CPUTime is the CPU time the agent has used since it started.
 func (a *agentProc) CPUTime() (time.Duration, error) { return cpuTime(a.cmd.Process.Pid) }
 

@@ -34,6 +34,11 @@ type options struct {
 	releases int
 	clients  int
 	requests int
+	flood    floodOptions
+}
+
+type floodOptions struct {
+	big, clients, bigSenders, pushes int
 }
 
 func main() {
@@ -48,6 +53,10 @@ func main() {
 	flag.IntVar(&o.releases, "releases", 10, "releases deployed before measuring disk use (at least 2)")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent webhook clients")
 	flag.IntVar(&o.requests, "requests", 2000, "webhooks sent per event")
+	flag.IntVar(&o.flood.big, "flood-big", 20, "concurrent 30 MB bodies whose peak RSS is measured")
+	flag.IntVar(&o.flood.clients, "flood-clients", 8, "senders of bad webhooks during the real pushes")
+	flag.IntVar(&o.flood.bigSenders, "flood-big-senders", 4, "senders of 30 MB bodies during the real pushes")
+	flag.IntVar(&o.flood.pushes, "flood-pushes", 200, "real pushes during the flood, one per 50 ms (0: no flood)")
 	flag.IntVar(&o.large.Files, "large-files", 100000, "files in the large point's repository (0: no large point)")
 	flag.IntVar(&largeMiB, "large-mib", 1024, "their total size in MiB")
 	flag.IntVar(&o.large.Dirs, "large-dirs", 2000, "leaf directories they are spread over")
@@ -272,6 +281,16 @@ apps:
 		return err
 	}
 	step("   %.0f req/s", r.Webhooks.Ping.PerSec)
+	if fo := o.flood; fo.pushes > 0 {
+		step("7. %d concurrent 30 MB bodies, then %d real pushes among %d senders of bad webhooks and %d of 30 MB bodies …",
+			fo.big, fo.pushes, fo.clients, fo.bigSenders)
+		f, err := b.flood(ctx, hooks, gen.Commits[o.releases-1], fo.big, fo.clients, fo.bigSenders, fo.pushes)
+		if err != nil {
+			return err
+		}
+		r.Flood = &f
+		step("   peak RSS %s (idle %s); pushes p99 %.2f ms among %.0f bad req/s", human(f.BigPeakRSS), human(f.BigIdleRSS), f.PushP99ms, f.BadPerSec)
+	}
 	if o.large.Files > 0 {
 		lh := newHookSender(agent.Addr, largeApp, secret, 1)
 		defer lh.close()

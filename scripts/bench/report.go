@@ -41,6 +41,7 @@ type results struct {
 	SecondClone  cloneResult   `json:"second_clone"`
 	Disk         diskFigures   `json:"disk"`
 	Large        *largeFigures `json:"large,omitempty"`
+	Flood        *floodFigures `json:"flood,omitempty"`
 	Webhooks     struct {
 		Push loadResult `json:"push_ignored"`
 		Ping loadResult `json:"ping"`
@@ -122,6 +123,9 @@ func (r *results) printTable(w io.Writer) {
 	if l := r.Large; l != nil {
 		l.rows(row, r)
 	}
+	if f := r.Flood; f != nil {
+		f.rows(row)
+	}
 	tw.Flush()
 
 	f1, f2 := r.FirstDeploy, r.SecondDeploy
@@ -157,6 +161,9 @@ What was measured:
 		r.Webhooks.Push.Requests, r.Webhooks.Push.Clients)
 	if l := r.Large; l != nil {
 		l.explain(w, r)
+	}
+	if f := r.Flood; f != nil {
+		f.explain(w)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

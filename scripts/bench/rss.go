@@ -22,24 +22,30 @@ func resetPeakRSS(pid int) error {
 
 // peakRSS is process pid's peak resident set size in bytes since it started or since the
 // last resetPeakRSS: VmHWM in /proc/<pid>/status.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// rss is process pid's resident set size in bytes now: VmRSS in /proc/<pid>/status.
+func rss(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
+
+// statusBytes is a "kB" field of /proc/<pid>/status, in bytes.
+func statusBytes(pid int, field string) (int64, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("peak RSS of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("%s of pid %d: %w", field, pid, err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
+		rest, ok := strings.CutPrefix(sc.Text(), field+":")
 		if !ok {
 			continue
 		}
 		kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 		if err != nil {
-			return 0, fmt.Errorf("peak RSS of pid %d: VmHWM %q: %w", pid, rest, err)
+			return 0, fmt.Errorf("%s of pid %d: %q: %w", field, pid, rest, err)
 		}
 		return kb << 10, nil
 	}
-	return 0, fmt.Errorf("peak RSS of pid %d: no VmHWM in /proc/%d/status", pid, pid)
+	return 0, fmt.Errorf("%s of pid %d: not in /proc/%d/status", field, pid, pid)
 }
 
 // cpuTime is the CPU time, user and system, process pid and the children it waited for
