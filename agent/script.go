@@ -22,6 +22,8 @@ type scriptRun struct {
 	Env     []string
 	Dir     string
 	Timeout time.Duration
+	// Started, unless nil, is given the script's process group once it runs.
+	Started func(pgid int)
 }
 
 // scriptPath is the PATH scripts run with: they get a known environment, not the agent's.
@@ -54,7 +56,7 @@ func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 	}()
 	start := time.Now()
 	log.Info().Strs("argv", cmd.Args).Msg("script starting")
-	err := procgroup.Run(cmd, pw, syscall.SIGTERM)
+	err := procgroup.Run(cmd, pw, syscall.SIGTERM, s.Started)
 	pw.Close()
 	<-done
 	if err == nil {
