@@ -27,7 +27,7 @@ func TestAgent_dataDirModes(t *testing.T) {
 	}
 	old := syscall.Umask(0o077)
 	t.Cleanup(func() { syscall.Umask(old) })
-	dataDir := dataDirOutsideTmp(t)
+	dataDir := testenv.DataDirOutsideTmp(t)
 	f := newFixture(t, func(c *config.Config) { c.DataDir = dataDir })
 	l := f.cfg.Layout()
 	f.repo.Write("bin/run", "#!/bin/sh\necho ran\n", 0o755)
@@ -115,7 +115,7 @@ func checkPerm(t *testing.T, what string, fi os.FileInfo, want os.FileMode) {
 // TestReachable: a release under a directory other users cannot pass is refused, naming
 // that directory; one every directory lets through is not.
 func TestReachable(t *testing.T) {
-	base := dataDirOutsideTmp(t)
+	base := testenv.DataDirOutsideTmp(t)
 	rel := filepath.Join(base, "private", "apps", "web", "releases", "abc")
 	if err := os.MkdirAll(rel, 0o755); err != nil {
 		t.Fatal(err)
