@@ -29,7 +29,7 @@ func newCrashRepo(t testing.TB, rng *rand.Rand, n, port int) *crashRepo {
 	r := &crashRepo{t: t, repo: testenv.NewRepo(t), rng: rng, files: map[string]bool{}}
 	r.repo.Write("bin/hello", testenv.HelloBinary(t), 0o755)
 	r.repo.Write("service.json", fmt.Sprintf(`{"services": {"web": {"command": ["bin/hello"], "instances": 2, "port": %d,
-  "health": {"http": "/health", "interval": "50ms", "min_healthy_time": "100ms", "healthy_deadline": "30s"},
+  "health": {"http": "/health", "interval": "50ms", "min_healthy_time": "50ms", "healthy_deadline": "30s"},
   "rollout": {"max_parallel": 1}}}}`, port), 0o644)
 	for range n {
 		r.add()
