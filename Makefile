@@ -44,8 +44,9 @@ fuzz:
 	done
 
 # Every test again with PUSHDEPLOY_STRESS=1, which runs the long ones at full size (a release
-# of one 200 MB file and one of 50,000 files, their peak RSS bounded), without -race: its
-# shadow memory would hide what they measure.
+# of one 200 MB file and one of 50,000 files, their peak RSS bounded; 300 kill -9s of the
+# agent mid-deploy instead of 40), without -race: its shadow memory would hide what they
+# measure.
 stress:
 	PUSHDEPLOY_STRESS=1 $(GO) run ./scripts/testsum $(GO) test -count=1 -timeout 60m -json ./...
 

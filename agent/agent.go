@@ -18,7 +18,9 @@ import (
 	"github.com/pushdeploy/pushdeploy/admin"
 	"github.com/pushdeploy/pushdeploy/config"
 	"github.com/pushdeploy/pushdeploy/hooks"
+	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
+	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 	"github.com/pushdeploy/pushdeploy/internal/sdnotify"
 	"github.com/pushdeploy/pushdeploy/release"
 	"github.com/pushdeploy/pushdeploy/renv"
@@ -137,6 +139,9 @@ func (a *Agent) Open() (err error) {
 		if err := a.store.Recover(name); err != nil {
 			return err
 		}
+		if err := atomicfile.RemoveTemp(a.dirs.Config(name)); err != nil {
+			return err
+		}
 		if ap.cfg.Config != nil {
 			// The secrets of the configuration in place, which the instances running now
 			// were started with: learned before anything quotes their output.
@@ -212,6 +217,7 @@ func (a *Agent) resume() error {
 		if _, ok := a.apps[d.App]; !ok {
 			continue
 		}
+		a.endLeftScript(d)
 		if old := newest[d.App]; old != nil {
 			old.Status, old.Note, old.Finished = state.StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
 			if err := a.state.Save(old); err != nil {
@@ -238,6 +244,23 @@ func (a *Agent) resume() error {
 		a.enqueue(a.apps[app], d)
 	}
 	return nil
+}
+
+// endLeftScript ends the deploy script an agent killed during d left running, so that it
+// never runs beside the one d runs again (or d's successor), and forgets it.
+func (a *Agent) endLeftScript(d *state.Deploy) {
+	if d.ScriptPGID == 0 {
+		return
+	}
+	log := a.log.With().Str("app", d.App).Str("deploy", d.ID).Int("pgid", d.ScriptPGID).Logger()
+	n, err := procgroup.KillLeft(d.ScriptPGID, "PUSHDEPLOY_DEPLOY_ID="+d.ID, 5*time.Second)
+	switch {
+	case err != nil:
+		log.Error().Err(err).Msg("end the deploy script left running")
+	case n > 0:
+		log.Warn().Int("processes", n).Msg("deploy script left running by the agent's last life killed")
+	}
+	d.ScriptPGID = 0
 }
 
 // Run serves webhooks and the admin API and runs the deploy queues until ctx ends. Then it

@@ -161,7 +161,17 @@ func (a *Agent) pipeline(ctx context.Context, ap *app, d *state.Deploy, set func
 		if env.path != "" {
 			run.Env = append(run.Env, "PUSHDEPLOY_ENV_FILE="+env.path)
 		}
-		if err := run.run(ctx, log); err != nil {
+		// Recorded durably before the script does anything: if the agent is killed, its
+		// next start ends the script (endLeftScript) before it runs the deploy again.
+		run.Started = func(pgid int) {
+			d.ScriptPGID = pgid
+			if err := a.state.Save(d); err != nil {
+				log.Error().Err(err).Msg("record deploy script")
+			}
+		}
+		err := run.run(ctx, log)
+		d.ScriptPGID = 0
+		if err != nil {
 			return env.fail(err)
 		}
 	}

@@ -2,8 +2,11 @@ package agent
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,5 +236,87 @@ func TestAgent_retention(t *testing.T) {
 	want := []string{shas[3][:7], shas[2][:7]}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("releases kept: got %v, want %v", got, want)
+	}
+}
+
+// TestAgent_staleCatchesUp: a push's deploy finds the branch moved on to a commit whose
+// webhook never came (sent while the agent was down): the agent deploys the branch's tip
+// at once, as a catch-up, not at the next reconcile_interval.
+func TestAgent_staleCatchesUp(t *testing.T) {
+	f := newFixture(t, func(c *config.Config) { c.ReconcileInterval = time.Hour })
+	v1 := f.commit("1")
+	if d := f.pushAndDeploy(v1); d.Status != state.StatusSucceeded {
+		t.Fatalf("first push: got %s (%s)", d.Status, d.Error)
+	}
+	v2 := f.commit("2")
+	v3 := f.commit("3")
+	f.push("deploy-production")
+	r := f.deliver("refs/heads/deploy-production", v1, v2) // v3's never comes
+	if d := f.wait(r.Deploy); d.Status != state.StatusStale {
+		t.Fatalf("deploy of %.12s: got %s, want stale", v2, d.Status)
+	}
+	d := f.waitFinal(v3)
+	if d.Kind != state.KindReconcile || d.Status != state.StatusSucceeded || f.current() != v3 {
+		t.Errorf("after a stale deploy: %s %s of %.12s, current %.12s; want a catch-up of %.12s that succeeded",
+			d.Kind, d.Status, d.SHA, f.current(), v3)
+	}
+}
+
+// TestAgent_resumeEndsLeftScript: an agent killed with SIGKILL while a deploy's script ran
+// left the script's process group running (here: a shell and its background child, made
+// the way procgroup starts scripts). The next start ends that group before the deploy runs
+// again, so two runs of the script never overlap, and the deploy then succeeds.
+func TestAgent_resumeEndsLeftScript(t *testing.T) {
+	f := newFixture(t, nil)
+	sha := f.commit("1")
+	f.push("deploy-production")
+	f.stop()
+	var ids state.IDs
+	d := &state.Deploy{ID: ids.Next(time.Now()), App: "web", Kind: state.KindDeploy, SHA: sha,
+		Branch: "deploy-production", Status: state.StatusScript, Queued: time.Now().UTC()}
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	left := exec.Command("/bin/sh", "-c", "sleep 60 & echo $! >$PIDFILE; wait")
+	left.Env = []string{"PIDFILE=" + pidFile, "PUSHDEPLOY_DEPLOY_ID=" + d.ID}
+	left.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { left.Wait(); close(exited) }()
+	t.Cleanup(func() { syscall.Kill(-left.Process.Pid, syscall.SIGKILL); <-exited })
+	d.ScriptPGID = left.Process.Pid
+	st, err := state.Open(f.cfg.Layout().StateDB(), false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Save(d); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var child int
+	for range 200 { // the shell writes its child's pid a moment after it starts
+		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
+			child, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if child == 0 {
+		t.Fatal("the left script's child did not start")
+	}
+
+	f.start()
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the script left running was not ended at start")
+	}
+	if err := syscall.Kill(child, 0); err == nil {
+		if stat, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/stat"); !strings.Contains(string(stat), ") Z ") {
+			t.Errorf("the left script's background child %d still runs", child)
+		}
+	}
+	if got := f.wait(d.ID); got.Status != state.StatusSucceeded || got.ScriptPGID != 0 {
+		t.Errorf("resumed deploy: got %s (%s), script_pgid %d; want succeeded, 0", got.Status, got.Error, got.ScriptPGID)
 	}
 }

@@ -28,8 +28,8 @@ func BenchmarkAgent_configChange(b *testing.B) {
 	e := testenv.StartEtcd(b)
 	store := configStore(b, e)
 	setConfig(b, store, "greeting", `"v0"`)
-	hello := helloBinary(b)
-	port := freePorts(b, 2)
+	hello := testenv.HelloBinary(b)
+	port := testenv.FreePorts(b, 2)
 	f := newFixture(b, func(c *config.Config) {
 		onSystemd(b, c, sd, 300*time.Millisecond)
 		c.Etcd = &config.Etcd{Endpoints: e.Endpoints}

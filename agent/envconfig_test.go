@@ -86,8 +86,8 @@ func TestAgent_config(t *testing.T) {
 	e := testenv.StartEtcdServer(t)
 	store := configStore(t, e)
 	setConfig(t, store, "greeting", `"hi"`, "secret.token", `"t0p s3cret"`, "workers", `4`)
-	hello := helloBinary(t)
-	port := freePorts(t, 2)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 2)
 	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
 		c.Etcd = &config.Etcd{Endpoints: e.Endpoints, RequestTimeout: time.Second}

@@ -233,8 +233,8 @@ func runFault(t *testing.T, tc faultCase) {
 	r := &faultRig{t: t, logs: &syncbuf.Buffer{}, services: tc.services}
 	if tc.services {
 		r.sd = testenv.StartSystemd(t)
-		r.hello = helloBinary(t)
-		r.port = freePorts(t, 2)
+		r.hello = testenv.HelloBinary(t)
+		r.port = testenv.FreePorts(t, 2)
 	}
 	r.f = newTunedFixture(t, func(c *config.Config) {
 		if tc.services {

@@ -135,8 +135,8 @@ func logTimes(t *testing.T, path, msg string) []time.Time {
 // without leaving a server out of rotation.
 func TestAgent_haproxy(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 4)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 4)
 	var servers []testenv.HAServer
 	var names []string
 	for i := range 4 {

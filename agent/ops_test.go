@@ -18,8 +18,8 @@ import (
 // (current switches, every instance answers the old version), both through the app's queue.
 func TestAgent_RestartRollback(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 2)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 2)
 	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 200*time.Millisecond)
 	})

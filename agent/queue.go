@@ -26,6 +26,8 @@ type app struct {
 	queued  time.Time     // when pending or config was last set
 	idle    time.Time     // when the worker last finished one
 	wake    chan struct{}
+	// catchUp asks the catch-up loop to look at the branch now, not at its next interval.
+	catchUp chan struct{}
 
 	// op is held while anything changes the app's releases: a deploy or a gc.
 	op    sync.Mutex
@@ -41,7 +43,7 @@ type app struct {
 }
 
 func newApp(cfg *config.App) *app {
-	return &app{cfg: cfg, wake: make(chan struct{}, 1)}
+	return &app{cfg: cfg, wake: make(chan struct{}, 1), catchUp: make(chan struct{}, 1)}
 }
 
 // enqueue makes d the app's next deploy, superseding the one waiting, if any. A
@@ -134,6 +136,14 @@ func (a *Agent) work(stop, deployCtx context.Context, ap *app) {
 			ap.act, ap.idle = nil, time.Now()
 			ap.mu.Unlock()
 			a.statusChanged()
+			if d.Status == state.StatusStale {
+				// The branch has moved on to a commit whose webhook may never come (it came
+				// while the agent was down, or was lost): catch up now, not in minutes.
+				select {
+				case ap.catchUp <- struct{}{}:
+				default:
+				}
+			}
 		}
 	}
 }

@@ -18,8 +18,9 @@ import (
 // reconcileTimeout bounds one catch-up check: listing the remote's refs, and etcd.
 const reconcileTimeout = time.Minute
 
-// reconcileLoop catches the app up with its branch at start and every reconcile_interval
-// until ctx ends: a host that was down, partitioned or missed a webhook converges.
+// reconcileLoop catches the app up with its branch at start, every reconcile_interval and
+// after a deploy went stale, until ctx ends: a host that was down, partitioned or missed a
+// webhook converges.
 func (a *Agent) reconcileLoop(ctx context.Context, ap *app) {
 	log := a.component("reconcile").Str("app", ap.cfg.Name()).Logger()
 	branches := ap.cfg.Branches(a.cfg.Environments)
@@ -35,6 +36,7 @@ func (a *Agent) reconcileLoop(ctx context.Context, ap *app) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-ap.catchUp:
 		}
 		why := a.reconcile(ctx, ap, branches[0], log)
 		if why != quiet && why != "" {

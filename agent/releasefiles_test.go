@@ -21,8 +21,8 @@ import (
 // release keeps running; and the next good push deploys (the queue goes on).
 func TestAgent_hostileServiceFile(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 1)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 1)
 	f := newFixture(t, func(c *config.Config) { onSystemd(t, c, sd, 200*time.Millisecond) })
 	serviceJSON := fmt.Sprintf(`{"services": {"web": {"command": ["bin/hello"], "port": %d}}}`, port)
 	f.repo.Write("bin/hello", hello, 0o755)

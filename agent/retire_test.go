@@ -18,8 +18,8 @@ import (
 // afterwards, where they stay, while web1 serves, until a release brings web2 back.
 func TestAgent_haproxyRetire(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 3) // web1, web2, api1
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 3) // web1, web2, api1
 	servers := []testenv.HAServer{{Name: "web1", Port: port}, {Name: "web2", Port: port + 1}, {Name: "api1", Port: port + 2}}
 	hap := testenv.StartHAProxy(t, "be_app", servers)
 	f := newFixture(t, func(c *config.Config) {

@@ -55,8 +55,8 @@ func (w *downWatch) stop() { w.cancel(); w.wg.Wait() }
 // previous release; retention keeps the good releases and the bad one.
 func TestAgent_rollout(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 4)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 4)
 	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 300*time.Millisecond)
 	})

@@ -25,6 +25,8 @@ type scriptRun struct {
 	// Redact masks the app's secrets in each line the script prints (a script that
 	// sources the environment file may print them), before it is logged.
 	Redact func(string) string
+	// Started, unless nil, is given the script's process group once it runs.
+	Started func(pgid int)
 }
 
 // scriptPath is the PATH scripts run with: they get a known environment, not the agent's.
@@ -61,7 +63,7 @@ func (s scriptRun) run(ctx context.Context, log zerolog.Logger) error {
 	}()
 	start := time.Now()
 	log.Info().Strs("argv", cmd.Args).Msg("script starting")
-	err := procgroup.Run(cmd, pw, syscall.SIGTERM)
+	err := procgroup.Run(cmd, pw, syscall.SIGTERM, s.Started)
 	pw.Close()
 	<-done
 	if err == nil {

@@ -3,13 +3,10 @@ package agent
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -18,64 +15,12 @@ import (
 	"github.com/pushdeploy/pushdeploy/state"
 )
 
-var (
-	helloOnce sync.Once
-	helloBin  []byte
-	helloErr  error
-)
-
-// helloBinary builds the demo's sample HTTP server once: a static binary a release can run
-// under the hardened units, as a real app would ship.
-func helloBinary(t testing.TB) string {
-	t.Helper()
-	helloOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "hello-bin-")
-		if err != nil {
-			helloErr = err
-			return
-		}
-		defer os.RemoveAll(dir)
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "hello"), "../scripts/demo/hello")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			helloErr = fmt.Errorf("build hello: %v\n%s", err, out)
-			return
-		}
-		helloBin, helloErr = os.ReadFile(filepath.Join(dir, "hello"))
-	})
-	if helloErr != nil {
-		t.Fatal(helloErr)
-	}
-	return string(helloBin)
-}
-
 // onSystemd points c at the test's systemd user manager, with a data dir its services can
 // see, and the instances' settle time.
 func onSystemd(t testing.TB, c *config.Config, sd *testenv.Systemd, settle time.Duration) {
 	c.DataDir = testenv.DataDirOutsideTmp(t)
 	c.Systemd = config.Systemd{Scope: "user", UnitDir: sd.UnitDir, Bus: sd.BusAddress,
 		JournalDir: filepath.Join(sd.JournalDir, "journal"), Settle: settle}
-}
-
-// freePorts finds n consecutive free ports on 127.0.0.1.
-func freePorts(t testing.TB, n int) int {
-	t.Helper()
-	for base := 21000 + os.Getpid()%2000*8; base < 60000; base += n {
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				continue
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free ports")
-	return 0
 }
 
 func get(url string) string {
@@ -91,8 +36,8 @@ func get(url string) string {
 
 func TestAgent_services(t *testing.T) {
 	sd := testenv.StartSystemd(t)
-	hello := helloBinary(t)
-	port := freePorts(t, 4)
+	hello := testenv.HelloBinary(t)
+	port := testenv.FreePorts(t, 4)
 	f := newFixture(t, func(c *config.Config) {
 		onSystemd(t, c, sd, 500*time.Millisecond)
 	})

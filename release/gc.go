@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 )
 
 // GCResult says what a gc removed.
@@ -44,11 +46,8 @@ func (s *Store) GC(app string, keep int) (GCResult, error) {
 		if (r.Mark == Bad && i < keep) || r.Current || r.SHA == prevGood {
 			continue
 		}
-		if err := os.RemoveAll(r.Dir); err != nil {
-			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
-		}
-		if err := os.Remove(s.dirs.Meta(app, r.SHA)); err != nil && !os.IsNotExist(err) {
-			return res, fmt.Errorf("remove release %.12s: %w", r.SHA, err)
+		if err := s.removeRelease(app, r.SHA); err != nil {
+			return res, err
 		}
 		res.Removed = append(res.Removed, r.SHA)
 	}
@@ -58,6 +57,33 @@ func (s *Store) GC(app string, keep int) (GCResult, error) {
 	n, bytes, err := s.pruneObjects()
 	res.Objects, res.Bytes = n, bytes
 	return res, err
+}
+
+// removeRelease takes app's release sha out of the store with one rename, to a temporary
+// name, and only then removes its files and its metadata: a release under its name is
+// always whole, so a gc killed half-way never leaves a release that a later build of the
+// same commit would take as built. What it leaves, Recover removes.
+func (s *Store) removeRelease(app, sha string) error {
+	tmp, err := os.MkdirTemp(s.dirs.Releases(app), ".remove-"+sha[:12]+"-")
+	if err != nil {
+		return fmt.Errorf("remove release %.12s: %w", sha, err)
+	}
+	// Into the empty directory's place: rename(2) replaces an empty directory (os.Rename
+	// refuses to).
+	if err := unix.Rename(s.ReleaseDir(app, sha), tmp); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("remove release %.12s: %w", sha, err)
+	}
+	if err := atomicfile.SyncDir(s.dirs.Releases(app)); err != nil {
+		return fmt.Errorf("remove release %.12s: %w", sha, err)
+	}
+	if err := os.Remove(s.dirs.Meta(app, sha)); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("remove release %.12s: %w", sha, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("remove release %.12s: %w", sha, err)
+	}
+	return nil
 }
 
 // pruneObjects removes objects whose only link is the store's own: no release uses them.

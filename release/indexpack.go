@@ -14,10 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 )
 
 // cacheStorage is the cache's go-git storage, except that it indexes the packs it fetches
@@ -250,14 +253,50 @@ func (ix *indexer) finish() error {
 	if err := writeIndexFile(base+".idx", ix.objs, crcs, ix.sum); err != nil {
 		return err
 	}
-	err = os.Chmod(ix.file.Name(), 0o444)
+	// Both are on disk before the pack takes its name: a pack under its name is whole.
+	err = ix.file.Sync()
+	if err == nil {
+		err = os.Chmod(ix.file.Name(), 0o444)
+	}
 	if err == nil {
 		err = os.Rename(ix.file.Name(), base+".pack")
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(ix.dir)
 	}
 	if err != nil {
 		os.Remove(base + ".idx")
 	}
 	return err
+}
+
+// recoverPacks removes what a fetch killed half-way left in the cache's pack directory:
+// the pack being received and the index being written (tmp_*), and an index whose pack
+// never took its name. Nothing reads them, and a pack can be as large as the repository.
+// The agent calls it at start, before any fetch.
+func recoverPacks(cacheDir string) error {
+	dir := filepath.Join(cacheDir, "objects", "pack")
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recover fetched packs: %w", err)
+	}
+	for _, e := range ents {
+		name := e.Name()
+		orphan := false
+		if idx, ok := strings.CutSuffix(name, ".idx"); ok {
+			_, err := os.Lstat(filepath.Join(dir, idx+".pack"))
+			orphan = errors.Is(err, os.ErrNotExist)
+		}
+		if strings.HasPrefix(name, "tmp_") || orphan {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil {
+				return fmt.Errorf("recover fetched packs: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // resolve computes the id of every delta, its base's content in hand: depth first from
@@ -414,6 +453,10 @@ func writeIndexFile(path string, objs []packed, crcs []uint32, sum plumbing.Hash
 		return err
 	}
 	if err := f.Chmod(0o444); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/pushdeploy/pushdeploy/internal/atomicfile"
 	"github.com/pushdeploy/pushdeploy/internal/datadir"
 )
 
@@ -85,9 +87,16 @@ func (s *Store) syncStore() error {
 	return nil
 }
 
-// Recover removes what an interrupted build or gc left behind: temporary release
-// directories of app and temporary objects. The agent calls it at start.
+// Recover removes what an interrupted fetch, build, gc or atomic write left behind:
+// temporary packs in app's git cache, temporary release directories of app (a build's, or
+// a removed release's files), metadata of releases that do not exist (written by a build
+// before its release took its name, or left by a removal), the temporary files of atomic
+// writes in the app's directory and its metadata, and temporary objects. The agent calls
+// it at start, before anything builds or writes.
 func (s *Store) Recover(app string) error {
+	if err := recoverPacks(s.dirs.Cache(app)); err != nil {
+		return err
+	}
 	ents, err := os.ReadDir(s.dirs.Releases(app))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("recover %s: %w", app, err)
@@ -97,6 +106,27 @@ func (s *Store) Recover(app string) error {
 			if err := os.RemoveAll(filepath.Join(s.dirs.Releases(app), e.Name())); err != nil {
 				return fmt.Errorf("recover %s: %w", app, err)
 			}
+		}
+	}
+	metas, err := os.ReadDir(s.dirs.MetaDir(app))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("recover %s: %w", app, err)
+	}
+	for _, e := range metas {
+		sha, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok || !ValidSHA(sha) {
+			continue // an atomic write's temporary file (below), or not ours
+		}
+		if _, err := os.Lstat(s.ReleaseDir(app, sha)); errors.Is(err, os.ErrNotExist) {
+			if err := os.Remove(s.dirs.Meta(app, sha)); err != nil {
+				return fmt.Errorf("recover %s: %w", app, err)
+			}
+		}
+	}
+	// The metadata's, the current link's, and those of the agent's records beside it.
+	for _, dir := range []string{s.dirs.MetaDir(app), s.dirs.App(app)} {
+		if err := atomicfile.RemoveTemp(dir); err != nil {
+			return fmt.Errorf("recover %s: %w", app, err)
 		}
 	}
 	unlock, err := s.lockObjects(true)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pushdeploy/pushdeploy/internal/datadir"
+	"github.com/pushdeploy/pushdeploy/internal/testenv"
 	"github.com/pushdeploy/pushdeploy/release"
 )
 
@@ -139,4 +141,85 @@ func short(shas []string) string {
 		s = append(s, sha[:7])
 	}
 	return "[" + strings.Join(s, " ") + "]"
+}
+
+// TestStore_Recover plants what a kill -9 leaves behind in the middle of a fetch (a pack
+// being received, an index being written, an index whose pack never took its name), a
+// build (its temporary release directory and objects) and checks that Recover removes all
+// of it and nothing else: the release and the cache still work.
+func TestStore_Recover(t *testing.T) {
+	f := newFixture(t)
+	f.repo.Write("VERSION", "1\n", 0o644)
+	f.repo.Write("bin/run", "#!/bin/sh\n", 0o755)
+	sha := f.commit("one")
+	dirs := datadir.Layout{Root: f.data}
+	remote := release.Remote{URL: testenv.FileURL(f.bare.Path())}
+	cache, err := release.OpenCache(dirs.Cache(app), remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Fetch(t.Context(), sha, branch); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Build(t.Context(), app, cache, sha, release.Info{}); err != nil {
+		t.Fatal(err)
+	}
+	pack := filepath.Join(dirs.Cache(app), "objects", "pack")
+	kept := dirEntries(t, pack)
+	planted := []string{
+		filepath.Join(pack, "tmp_pack_3934706564"),
+		filepath.Join(pack, "tmp_idx_1234"),
+		filepath.Join(pack, "pack-"+strings.Repeat("ab", 20)+".idx"),
+		filepath.Join(dirs.Releases(app), ".build-"+sha[:12]+"-42", "bin", "run"),
+		filepath.Join(dirs.ObjectsTmp(), "build-42", "a", strings.Repeat("a", 40)),
+		filepath.Join(dirs.Releases(app), ".remove-"+sha[:12]+"-7", "VERSION"), // a gc's
+		dirs.Meta(app, strings.Repeat("c", 40)),                                // of no release
+		filepath.Join(dirs.MetaDir(app), "."+sha+".json.tmp-99"),
+		filepath.Join(dirs.App(app), ".current.tmp-link"),
+		filepath.Join(dirs.App(app), ".units.json.tmp-5"),
+	}
+	for _, p := range planted {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("half"), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.store.Recover(app); err != nil {
+		t.Fatalf("Recover: %v", err)
+	}
+	for _, p := range planted {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s: still there after Recover (%v)", p, err)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dirs.Releases(app), ".build-"+sha[:12]+"-42")); !os.IsNotExist(err) {
+		t.Errorf("temporary release directory still there after Recover (%v)", err)
+	}
+	if got := dirEntries(t, pack); strings.Join(got, " ") != strings.Join(kept, " ") {
+		t.Errorf("pack directory after Recover: got %q, want %q", got, kept)
+	}
+	cache, err = release.OpenCache(dirs.Cache(app), remote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dirs.Meta(app, sha)); err != nil {
+		t.Errorf("the release's metadata: %v", err)
+	}
+	if diffs, err := f.store.Check(t.Context(), app, sha, cache); err != nil || len(diffs) > 0 {
+		t.Errorf("release after Recover: %v, %v", diffs, err)
+	}
+	f.repo.Write("VERSION", "2\n", 0o644)
+	next := f.commit("two")
+	if _, err := cache.Fetch(t.Context(), next, branch); err != nil {
+		t.Errorf("fetch after Recover: %v", err)
+	}
+	// Nothing to recover is no error, an app never deployed neither.
+	if err := f.store.Recover(app); err != nil {
+		t.Errorf("Recover again: %v", err)
+	}
+	if err := f.store.Recover("never-deployed"); err != nil {
+		t.Errorf("Recover of an app never deployed: %v", err)
+	}
 }

@@ -81,12 +81,15 @@ type Deploy struct {
 	WaitedMS int64 `json:"waited_ms,omitempty"`
 	// ConfigRev is the etcd revision of the configuration the deploy rolled out, and
 	// ConfigSource where it came from: "etcd", or "cache" while etcd was unreachable.
-	ConfigRev    int64     `json:"config_rev,omitempty"`
-	ConfigSource string    `json:"config_source,omitempty"`
-	Queued       time.Time `json:"queued"`
-	Started      time.Time `json:"started,omitzero"`
-	Finished     time.Time `json:"finished,omitzero"`
-	Updated      time.Time `json:"updated"`
+	ConfigRev    int64  `json:"config_rev,omitempty"`
+	ConfigSource string `json:"config_source,omitempty"`
+	// ScriptPGID is the process group of the deploy's script while it runs: an agent killed
+	// then cannot end it, and its next start does before the deploy runs again.
+	ScriptPGID int       `json:"script_pgid,omitempty"`
+	Queued     time.Time `json:"queued"`
+	Started    time.Time `json:"started,omitzero"`
+	Finished   time.Time `json:"finished,omitzero"`
+	Updated    time.Time `json:"updated"`
 }
 
 // IDs hands out deploy ids that sort in the order deploys were accepted: the time to the

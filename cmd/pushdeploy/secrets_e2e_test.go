@@ -168,7 +168,7 @@ apps:
 	}
 
 	// v1: healthy.
-	e.repo.Write("bin/hello", helloBinaryFile(t), 0o755)
+	e.repo.Write("bin/hello", testenv.HelloBinary(t), 0o755)
 	e.repo.Write("bin/crash", "#!/bin/sh\necho \"fatal: cannot log in to $DB_URL\" >&2\nexit 1\n", 0o755)
 	e.repo.Write("VERSION", "1\n", 0o644)
 	service := func(cmd string) string {

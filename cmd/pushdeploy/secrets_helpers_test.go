@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -348,22 +347,6 @@ func writeAuditCert(t *testing.T, certFile, keyFile string) (*x509.CertPool, map
 		"scalar base64":  strings.TrimRight(base64.StdEncoding.EncodeToString(d), "="),
 		"PEM first line": strings.Split(string(keyPEM), "\n")[1],
 	}
-}
-
-// helloBinaryFile builds the demo's sample HTTP server (static), as a release ships it.
-func helloBinaryFile(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "hello")
-	cmd := exec.Command("go", "build", "-o", out, "../../scripts/demo/hello")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build hello: %v\n%s", err, b)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // freeTCPPort is a port free on 127.0.0.1 a moment ago.

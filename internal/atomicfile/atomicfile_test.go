@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -48,5 +49,41 @@ func TestSymlink(t *testing.T) {
 		if err != nil || got != target {
 			t.Errorf("readlink: got %q (%v), want %q", got, err, target)
 		}
+	}
+}
+
+// TestRemoveTemp plants the temporary files a Write and a Symlink killed before their
+// rename leave: RemoveTemp removes them and nothing else.
+func TestRemoveTemp(t *testing.T) {
+	dir := t.TempDir()
+	if err := Write(filepath.Join(dir, "units.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Symlink("releases/a", filepath.Join(dir, "current")); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{".units.json.tmp-123456", ".current.tmp-link"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("half"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{".hidden", "x.tmp-1", ".dir.tmp-1"} { // not ours, or a directory
+		if err := os.Mkdir(filepath.Join(dir, name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := RemoveTemp(dir); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if want := []string{".dir.tmp-1", ".hidden", "current", "units.json", "x.tmp-1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after RemoveTemp: got %q, want %q", got, want)
+	}
+	if err := RemoveTemp(filepath.Join(dir, "missing")); err != nil {
+		t.Errorf("RemoveTemp of a missing directory: %v", err)
 	}
 }

@@ -46,10 +46,11 @@ func (l Layout) Releases(app string) string { return filepath.Join(l.App(app), "
 // Release is the directory of the app's release of commit sha.
 func (l Layout) Release(app, sha string) string { return filepath.Join(l.Releases(app), sha) }
 
+// MetaDir is the directory of the app's releases' metadata files.
+func (l Layout) MetaDir(app string) string { return filepath.Join(l.App(app), "meta") }
+
 // Meta is the metadata file of the app's release of commit sha.
-func (l Layout) Meta(app, sha string) string {
-	return filepath.Join(l.App(app), "meta", sha+".json")
-}
+func (l Layout) Meta(app, sha string) string { return filepath.Join(l.MetaDir(app), sha+".json") }
 
 // Current is the symlink naming the app's live release.
 func (l Layout) Current(app string) string { return filepath.Join(l.App(app), "current") }

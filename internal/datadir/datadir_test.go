@@ -25,6 +25,7 @@ func TestLayout(t *testing.T) {
 		{"Cache", l.Cache("web"), "/var/lib/pushdeploy/apps/web/cache.git"},
 		{"Releases", l.Releases("web"), "/var/lib/pushdeploy/apps/web/releases"},
 		{"Release", l.Release("web", sha), "/var/lib/pushdeploy/apps/web/releases/" + sha},
+		{"MetaDir", l.MetaDir("web"), "/var/lib/pushdeploy/apps/web/meta"},
 		{"Meta", l.Meta("web", sha), "/var/lib/pushdeploy/apps/web/meta/" + sha + ".json"},
 		{"Current", l.Current("web"), "/var/lib/pushdeploy/apps/web/current"},
 		{"CurrentTarget", l.CurrentTarget(sha), "releases/" + sha},

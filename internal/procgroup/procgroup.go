@@ -14,7 +14,9 @@ import (
 const OutputGrace = 500 * time.Millisecond
 
 // Run starts cmd (made with exec.CommandContext) in a process group of its own with its
-// stdout and stderr both going to out, and waits for it. When cmd's context is done, the
+// stdout and stderr both going to out, and waits for it. started, unless nil, is given the
+// group's id once it runs: a caller that can die without running its own cleanup (kill
+// -9) records it, so that its next life can end the group (KillLeft). When cmd's context is done, the
 // whole group gets stop (SIGTERM lets a script clean up, and cmd.WaitDelay then bounds it;
 // SIGKILL ends a check at once). Once cmd exits, whatever it left in its group is killed,
 // and Run returns when the output is read: at once, or after OutputGrace when a process
@@ -22,7 +24,7 @@ const OutputGrace = 500 * time.Millisecond
 //
 // The output goes through an *os.File pipe rather than an io.Writer cmd copies itself, so
 // Wait returns when the process exits, not when every holder of the pipe has closed it.
-func Run(cmd *exec.Cmd, out io.Writer, stop syscall.Signal) error {
+func Run(cmd *exec.Cmd, out io.Writer, stop syscall.Signal, started func(pgid int)) error {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -35,6 +37,9 @@ func Run(cmd *exec.Cmd, out io.Writer, stop syscall.Signal) error {
 	w.Close()
 	if err != nil {
 		return err
+	}
+	if started != nil {
+		started(cmd.Process.Pid)
 	}
 	read := make(chan struct{})
 	go func() {

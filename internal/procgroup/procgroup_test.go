@@ -70,7 +70,7 @@ func TestRun(t *testing.T) {
 			cmd := exec.CommandContext(ctx, "/bin/sh", "-c", tt.script)
 			cmd.Env = []string{"PIDFILE=" + pidFile}
 			var out bytes.Buffer
-			err := Run(cmd, &out, tt.stop)
+			err := Run(cmd, &out, tt.stop, nil)
 			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
 				t.Errorf("error: got %v, want %q", err, tt.wantErr)
 			}
@@ -100,7 +100,7 @@ func TestRun_escapedProcess(t *testing.T) {
 	})
 	begin := time.Now()
 	var out bytes.Buffer
-	if err := Run(cmd, &out, syscall.SIGKILL); err != nil {
+	if err := Run(cmd, &out, syscall.SIGKILL, nil); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(begin); took > 2*time.Second {
@@ -108,5 +108,43 @@ func TestRun_escapedProcess(t *testing.T) {
 	}
 	if out.String() != "done\n" {
 		t.Errorf("output: got %q", out.String())
+	}
+}
+
+// TestKillLeft starts a script's process group as Run would and leaves it, as a parent
+// killed with SIGKILL does: KillLeft ends it, with its background child, only when the
+// marker is in its environment.
+func TestKillLeft(t *testing.T) {
+	t.Parallel()
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	cmd := exec.Command("/bin/sh", "-c", "sleep 60 & echo $! > $PIDFILE; wait")
+	cmd.Env = []string{"PIDFILE=" + pidFile, "PUSHDEPLOY_DEPLOY_ID=d-1"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() { Kill(cmd.Process.Pid, syscall.SIGKILL); <-exited })
+	if !alive(t, pidFile) {
+		t.Fatal("the background child did not start")
+	}
+	for _, marker := range []string{"PUSHDEPLOY_DEPLOY_ID=d-2", "PUSHDEPLOY_DEPLOY_ID=d-", "DEPLOY_ID=d-1"} {
+		if n, err := KillLeft(cmd.Process.Pid, marker, time.Second); n != 0 || err != nil {
+			t.Errorf("KillLeft with marker %q: got %d, %v; want 0, nil (not this group)", marker, n, err)
+		}
+	}
+	if !alive(t, pidFile) {
+		t.Fatal("a group without the marker was killed")
+	}
+	n, err := KillLeft(cmd.Process.Pid, "PUSHDEPLOY_DEPLOY_ID=d-1", 5*time.Second)
+	if err != nil || n != 2 {
+		t.Errorf("KillLeft: got %d, %v; want 2 processes, nil", n, err)
+	}
+	if alive(t, pidFile) {
+		t.Error("the group's background child outlived KillLeft")
+	}
+	if n, err := KillLeft(cmd.Process.Pid, "PUSHDEPLOY_DEPLOY_ID=d-1", time.Second); n != 0 || err != nil {
+		t.Errorf("KillLeft of a group that is gone: got %d, %v; want 0, nil", n, err)
 	}
 }

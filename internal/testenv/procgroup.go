@@ -1,11 +1,10 @@
 package testenv
 
 import (
-	"bytes"
-	"os"
-	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/pushdeploy/pushdeploy/internal/procgroup"
 )
 
 // killGroup kills the process group led by pgid and returns once no live process is left
@@ -27,30 +26,6 @@ func killGroup(pgid int, exited <-chan struct{}) {
 
 // groupAlive reports whether a process other than a zombie is in process group pgid.
 func groupAlive(pgid int) bool {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := bytes.Fields(stat[i+1:])
-		if len(f) < 3 || string(f[0]) == "Z" || string(f[0]) == "X" {
-			continue
-		}
-		if g, err := strconv.Atoi(string(f[2])); err == nil && g == pgid {
-			return true
-		}
-	}
-	return false
+	members, err := procgroup.Members(pgid)
+	return err == nil && len(members) > 0
 }

@@ -48,19 +48,3 @@ func WriteServerCert(t testing.TB, certFile, keyFile string, serial int64) (*x50
 	}
 	return cert, key
 }
-
-// DataDirOutsideTmp is an empty directory (0755) under /var/lib, removed in t.Cleanup: a
-// data directory whose releases the services of a systemd manager can see, which
-// PrivateTmp hides under /tmp.
-func DataDirOutsideTmp(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("/var/lib", "pushdeploy-test-")
-	if err != nil {
-		Unavailable(t, "data directory outside /tmp", "%v", err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
