@@ -83,8 +83,8 @@ func (s *Store) syncStore() error {
 	return nil
 }
 
-// Recover removes what an interrupted build or gc left behind: temporary release
-// directories of app and temporary objects. The agent calls it at start.
+// Recover removes what an interrupted fetch, build or gc left behind: temporary release
+// directories of app, its cache's spool and temporary objects. The agent calls it at start.
 func (s *Store) Recover(app string) error {
 	ents, err := os.ReadDir(s.dirs.Releases(app))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -96,6 +96,9 @@ func (s *Store) Recover(app string) error {
 				return fmt.Errorf("recover %s: %w", app, err)
 			}
 		}
+	}
+	if err := os.RemoveAll(filepath.Join(s.dirs.Cache(app), spoolDir)); err != nil {
+		return fmt.Errorf("recover %s: %w", app, err)
 	}
 	unlock, err := s.lockObjects(true)
 	if err != nil {
