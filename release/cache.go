@@ -75,7 +75,7 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{dir: dir, remote: remote}
-	_, err := c.open(false)
+	_, _, err := c.open(false)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		// Private: a cache holds every commit fetched, files no release has any more among
 		// them. Its parents are on the way to the app's releases (datadir's modes).
@@ -98,8 +98,10 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 
 // open opens the cache as a go-git repository, for one operation: see Cache. With spool,
 // the packs it fetches leave their small blobs in the spool.
-func (c *Cache) open(spool bool) (*git.Repository, error) {
-	return git.Open(&cacheStorage{Storage: openStorage(c.dir, cacheBytes, 0), dir: c.dir, spool: spool}, nil)
+func (c *Cache) open(spool bool) (*git.Repository, *cacheStorage, error) {
+	st := &cacheStorage{Storage: openStorage(c.dir, cacheBytes, 0), dir: c.dir, spool: spool}
+	repo, err := git.Open(st, nil)
+	return repo, st, err
 }
 
 // reader opens the cache's packs for reading objects; close it.
@@ -193,10 +195,11 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 	if err != nil {
 		return res, err
 	}
-	repo, err := c.open(true)
+	repo, st, err := c.open(true)
 	if err != nil {
 		return res, fmt.Errorf("open cache %s: %w", c.dir, err)
 	}
+	defer st.close()
 	defer func() {
 		if err != nil {
 			c.dropSpool()
@@ -250,10 +253,11 @@ func (c *Cache) fetch(ctx context.Context, repo *git.Repository, opts *git.Fetch
 
 // pin keeps a ref on every fetched commit: the refs are what the next fetch offers as haves.
 func (c *Cache) pin(sha string) error {
-	repo, err := c.open(false)
+	repo, st, err := c.open(false)
 	if err != nil {
 		return fmt.Errorf("pin %.12s: %w", sha, err)
 	}
+	defer st.close()
 	ref := plumbing.NewHashReference(plumbing.ReferenceName(pinRef(sha)), plumbing.NewHash(sha))
 	if err := repo.Storer.SetReference(ref); err != nil {
 		return fmt.Errorf("pin %.12s: %w", sha, err)
@@ -263,10 +267,11 @@ func (c *Cache) pin(sha string) error {
 
 // Forget drops the pins of commits no release needs any more.
 func (c *Cache) Forget(shas ...string) error {
-	repo, err := c.open(false)
+	repo, st, err := c.open(false)
 	if err != nil {
 		return fmt.Errorf("open cache %s: %w", c.dir, err)
 	}
+	defer st.close()
 	for _, sha := range shas {
 		err := repo.Storer.RemoveReference(plumbing.ReferenceName(pinRef(sha)))
 		if err != nil {
@@ -281,10 +286,11 @@ func (c *Cache) Forget(shas ...string) error {
 // send the whole tree again. Without a depth the pinned commits are offered as complete, so
 // the server sends only the commits since them and the objects they changed.
 func (c *Cache) depth() int {
-	repo, err := c.open(false)
+	repo, st, err := c.open(false)
 	if err != nil {
 		return 1
 	}
+	defer st.close()
 	refs, err := repo.References()
 	if err != nil {
 		return 1

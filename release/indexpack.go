@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -25,10 +26,89 @@ import (
 // itself (PackfileWriter), the way git index-pack does: go-git's own indexer inflates every
 // object twice, hashes it three times and holds each whole in memory, which made fetching
 // a 200 MB file take 200 MB more.
+//
+// It also reads the packed objects go-git asks for while it fetches (the commits it offers
+// as haves) with an objectReader: go-git's own reading would build its map of every object
+// of the pack by offset (see Cache), for one commit.
 type cacheStorage struct {
 	*filesystem.Storage
 	dir   string // the bare repository
 	spool bool   // spool the small blobs of fetched packs (see spool)
+
+	mu      sync.Mutex
+	objects *objectReader // opened when first needed; closed by close and Reindex
+}
+
+// EncodedObject reads object h from the packs, or else through go-git (a loose object, a
+// large one).
+func (s *cacheStorage) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	var typ plumbing.ObjectType
+	var data []byte
+	err := plumbing.ErrObjectNotFound
+	s.mu.Lock()
+	if r := s.reader(); r != nil {
+		typ, data, err = r.read(h, largeObject)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return s.Storage.EncodedObject(t, h)
+	}
+	if t != plumbing.AnyObject && t != typ {
+		return nil, plumbing.ErrObjectNotFound // as go-git's own storage says it
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(typ)
+	o.SetSize(int64(len(data)))
+	if _, err := o.Write(data); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// HasEncodedObject says whether object h is in a pack, or else asks go-git.
+func (s *cacheStorage) HasEncodedObject(h plumbing.Hash) error {
+	s.mu.Lock()
+	found := false
+	if r := s.reader(); r != nil {
+		for _, p := range r.packs.packs {
+			if _, found = p.idx.find(h); found {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if found {
+		return nil
+	}
+	return s.Storage.HasEncodedObject(h)
+}
+
+// reader opens the packs for EncodedObject and HasEncodedObject once; nil if it cannot.
+// The caller holds s.mu.
+func (s *cacheStorage) reader() *objectReader {
+	if s.objects == nil {
+		if packs, err := openPacks(s.dir); err == nil {
+			s.objects = newObjectReader(packs, "")
+			s.objects.ownPacks = true
+		}
+	}
+	return s.objects
+}
+
+// Reindex makes the storage read the packs as they are now.
+func (s *cacheStorage) Reindex() {
+	s.close()
+	s.Storage.Reindex()
+}
+
+// close closes the packs EncodedObject opened.
+func (s *cacheStorage) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects != nil {
+		s.objects.close()
+		s.objects = nil
+	}
 }
 
 // PackfileWriter receives a fetched pack. Once it is closed without error the pack and its

@@ -38,7 +38,7 @@ var errTooLarge = errors.New("object too large to read whole")
 type objectReader struct {
 	packs    *packSet
 	ownPacks bool                // close closes them
-	dir      string              // the bare repository
+	dir      string              // the bare repository, for loose objects ("": none read)
 	git      *filesystem.Storage // for loose objects; opened when first needed
 	br       *bufio.Reader
 	zr       io.ReadCloser
@@ -81,6 +81,9 @@ func (r *objectReader) readDepth(h plumbing.Hash, limit int64, depth int) (plumb
 		if off, ok := p.idx.find(h); ok {
 			return r.readAt(p, off, limit, depth)
 		}
+	}
+	if r.dir == "" {
+		return 0, nil, plumbing.ErrObjectNotFound
 	}
 	return r.loose(h, limit)
 }
