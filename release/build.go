@@ -42,11 +42,19 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 	if !ValidSHA(sha) {
 		return Release{}, fmt.Errorf("build %q: not a 40-hex commit id", sha)
 	}
+	defer c.dropSpool()
 	final := s.ReleaseDir(app, sha)
 	if _, err := os.Lstat(final); err == nil {
 		return s.release(app, sha)
 	}
-	tree, err := c.tree(sha)
+	packs, err := openPacks(c.dir)
+	if err != nil {
+		return Release{}, fmt.Errorf("build %.12s: %w", sha, err)
+	}
+	defer packs.close()
+	objects := newObjectReader(packs, c.dir)
+	defer objects.close()
+	tree, err := c.tree(objects, sha)
 	if err != nil {
 		return Release{}, err
 	}
@@ -77,13 +85,13 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 		return Release{}, err
 	}
 	defer unlock()
-	objs, err := s.newObjectWriter(ctx, c)
+	objs, err := s.newObjectWriter(ctx, c, packs)
 	if err != nil {
 		unix.Close(root)
 		return Release{}, err
 	}
 	defer objs.remove()
-	b := &builder{ctx: ctx, store: s, cache: c, objs: objs}
+	b := &builder{ctx: ctx, store: s, objects: objects, objs: objs}
 	err = objs.wait(b.writeTree(newDirRef(root), "", tree))
 	if err != nil {
 		return Release{}, fmt.Errorf("build release %.12s: %w", sha, err)
@@ -111,10 +119,10 @@ func (s *Store) Build(ctx context.Context, app string, c *Cache, sha string, inf
 }
 
 type builder struct {
-	ctx   context.Context
-	store *Store
-	cache *Cache
-	objs  *objectWriter
+	ctx     context.Context
+	store   *Store
+	objects *objectReader // the walk's: trees and symlinks
+	objs    *objectWriter
 }
 
 // writeTree writes the entries of t into dir, whose path in the tree is prefix, and lets
@@ -134,7 +142,7 @@ func (b *builder) writeTree(dir *dirRef, prefix string, t *object.Tree) error {
 		}
 		switch kind {
 		case kindDir:
-			sub, err := b.cache.repo.TreeObject(e.Hash)
+			sub, err := b.objects.readTree(e.Hash)
 			if err != nil {
 				return fmt.Errorf("%s: read tree: %w", quote(p), err)
 			}
@@ -196,21 +204,29 @@ func whole(st *unix.Stat_t, h plumbing.Hash) bool {
 var emptyBlob = plumbing.NewHash("e69de29bb2d1d6434b8b29ae775ad8c2e48c5391")
 
 func (b *builder) writeSymlink(dirfd int, p string, e object.TreeEntry) error {
-	blob, err := b.cache.repo.BlobObject(e.Hash)
+	target, err := readSymlink(b.objects, e.Hash)
 	if err != nil {
-		return fmt.Errorf("%s: read symlink: %w", quote(p), err)
-	}
-	if blob.Size > maxSymlink {
-		return fmt.Errorf("%s: symlink target of %d bytes, longer than the %d Linux allows", quote(p), blob.Size, maxSymlink)
-	}
-	target, err := readAll(blob)
-	if err != nil {
-		return fmt.Errorf("%s: read symlink: %w", quote(p), err)
+		return fmt.Errorf("%s: %w", quote(p), err)
 	}
 	if err := unix.Symlinkat(target, dirfd, e.Name); err != nil {
 		return fmt.Errorf("%s: symlink: %w", quote(p), err)
 	}
 	return nil
+}
+
+// readSymlink reads the target of a symlink, blob h, at most maxSymlink bytes.
+func readSymlink(r *objectReader, h plumbing.Hash) (string, error) {
+	typ, data, err := r.read(h, maxSymlink)
+	if errors.Is(err, errTooLarge) {
+		return "", fmt.Errorf("symlink target longer than the %d bytes Linux allows", maxSymlink)
+	}
+	if err == nil && typ != plumbing.BlobObject {
+		err = fmt.Errorf("object %s is a %s, not a blob", h, typ)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read symlink: %w", err)
+	}
+	return string(data), nil
 }
 
 // linkObject hard-links the object file src into dirfd as name. A filesystem's limit on
@@ -240,15 +256,4 @@ func copyAt(src string, dirfd int, name string, mode os.FileMode) error {
 		err = cerr
 	}
 	return err
-}
-
-// readAll reads a symlink's blob, at most maxSymlink bytes.
-func readAll(blob *object.Blob) (string, error) {
-	r, err := blob.Reader()
-	if err != nil {
-		return "", err
-	}
-	defer r.Close()
-	data, err := io.ReadAll(io.LimitReader(r, maxSymlink))
-	return string(data), err
 }

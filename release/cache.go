@@ -49,10 +49,17 @@ func ValidSHA(s string) bool { return shaRE.MatchString(s) }
 
 // Cache is an app's bare, shallow git cache. It is not safe for concurrent fetches; the agent
 // runs one deploy per app at a time.
+//
+// It holds no go-git repository between operations: go-git's storage keeps every pack's
+// index, and a map of its objects by offset, for as long as it is open, which for an agent
+// that keeps its caches open would be about 100 bytes per object fetched, for good. Each
+// fetch opens its own, and trees and blobs are read from the packs by an objectReader.
 type Cache struct {
 	dir    string
 	remote Remote
-	repo   *git.Repository
+	// spooled is set when the last fetch left its small blobs in the spool (see spool) for
+	// the build that follows.
+	spooled bool
 }
 
 // FetchResult says what a fetch did.
@@ -67,8 +74,8 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 	if _, err := remote.Protocol(); err != nil {
 		return nil, err
 	}
-	st := &cacheStorage{Storage: openStorage(dir, cacheBytes, 0), dir: dir}
-	repo, err := git.Open(st, nil)
+	c := &Cache{dir: dir, remote: remote}
+	_, _, err := c.open(false)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
 		// Private: a cache holds every commit fetched, files no release has any more among
 		// them. Its parents are on the way to the app's releases (datadir's modes).
@@ -81,12 +88,40 @@ func OpenCache(dir string, remote Remote) (*Cache, error) {
 		if err := os.Chmod(dir, datadir.ModePrivate); err != nil {
 			return nil, fmt.Errorf("create cache %s: %w", dir, err)
 		}
-		repo, err = git.Init(st, nil)
+		_, err = git.Init(&cacheStorage{Storage: openStorage(dir, cacheBytes, 0), dir: dir}, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open cache %s: %w", dir, err)
 	}
-	return &Cache{dir: dir, remote: remote, repo: repo}, nil
+	return c, nil
+}
+
+// open opens the cache as a go-git repository, for one operation: see Cache. With spool,
+// the packs it fetches leave their small blobs in the spool.
+func (c *Cache) open(spool bool) (*git.Repository, *cacheStorage, error) {
+	st := &cacheStorage{Storage: openStorage(c.dir, cacheBytes, 0), dir: c.dir, spool: spool}
+	repo, err := git.Open(st, nil)
+	return repo, st, err
+}
+
+// reader opens the cache's packs for reading objects; close it.
+func (c *Cache) reader() (*objectReader, error) {
+	packs, err := openPacks(c.dir)
+	if err != nil {
+		return nil, err
+	}
+	r := newObjectReader(packs, c.dir)
+	r.ownPacks = true
+	return r, nil
+}
+
+// spoolDir is where the cache's fetches spool blobs.
+func (c *Cache) spoolDir() string { return filepath.Join(c.dir, spoolDir) }
+
+// dropSpool removes the spool and what is left in it.
+func (c *Cache) dropSpool() error {
+	c.spooled = false
+	return os.RemoveAll(c.spoolDir())
 }
 
 // openStorage opens the git storage of the bare repository dir with bounded memory:
@@ -152,6 +187,9 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 	if err := validBranch(branch); err != nil {
 		return res, err
 	}
+	if err := c.dropSpool(); err != nil { // what an earlier fetch left, if its build did not run
+		return res, fmt.Errorf("fetch %.12s: %w", sha, err)
+	}
 	if c.has(sha) {
 		res.AlreadyHad = true
 		return res, c.pin(sha)
@@ -160,6 +198,18 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 	if err != nil {
 		return res, err
 	}
+	repo, st, err := c.open(true)
+	if err != nil {
+		return res, fmt.Errorf("open cache %s: %w", c.dir, err)
+	}
+	defer st.close()
+	defer func() {
+		if err != nil {
+			c.dropSpool()
+		} else if _, serr := os.Stat(c.spoolDir()); serr == nil {
+			c.spooled = true
+		}
+	}()
 	before := c.packBytes()
 	defer func() { res.PackBytes = c.packBytes() - before }()
 	ctx, cancel, explain := c.remote.bound(ctx)
@@ -172,17 +222,17 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 		Auth:       auth,
 		Force:      true,
 	}
-	err = c.fetch(ctx, opts)
+	err = c.fetch(ctx, repo, opts)
 	if errors.Is(err, git.ErrExactSHA1NotSupported) {
 		res.Fallback = true
 		branchRef := "refs/pushdeploy/branches/" + branch
 		opts.RefSpecs = []config.RefSpec{config.RefSpec("+" + plumbing.NewBranchReferenceName(branch).String() + ":" + branchRef)}
-		if err = c.fetch(ctx, opts); err != nil {
+		if err = c.fetch(ctx, repo, opts); err != nil {
 			return res, fmt.Errorf("fetch %s from %s: %w", branch, redact(c.remote.URL), explain(err))
 		}
-		ref, err := c.repo.Reference(plumbing.ReferenceName(branchRef), true)
-		if err != nil {
-			return res, fmt.Errorf("resolve fetched %s: %w", branch, err)
+		ref, rerr := repo.Reference(plumbing.ReferenceName(branchRef), true)
+		if rerr != nil {
+			return res, fmt.Errorf("resolve fetched %s: %w", branch, rerr)
 		}
 		if got := ref.Hash().String(); got != sha {
 			return res, fmt.Errorf("fetch %s: %s is at %.12s: %w", sha, branch, got, ErrNotAtTip)
@@ -198,8 +248,8 @@ func (c *Cache) Fetch(ctx context.Context, sha, branch string) (res FetchResult,
 	return res, nil
 }
 
-func (c *Cache) fetch(ctx context.Context, opts *git.FetchOptions) error {
-	err := c.newRemote(c.repo.Storer).FetchContext(ctx, opts)
+func (c *Cache) fetch(ctx context.Context, repo *git.Repository, opts *git.FetchOptions) error {
+	err := c.newRemote(repo.Storer).FetchContext(ctx, opts)
 	if errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return nil
 	}
@@ -208,8 +258,13 @@ func (c *Cache) fetch(ctx context.Context, opts *git.FetchOptions) error {
 
 // pin keeps a ref on every fetched commit: the refs are what the next fetch offers as haves.
 func (c *Cache) pin(sha string) error {
+	repo, st, err := c.open(false)
+	if err != nil {
+		return fmt.Errorf("pin %.12s: %w", sha, err)
+	}
+	defer st.close()
 	ref := plumbing.NewHashReference(plumbing.ReferenceName(pinRef(sha)), plumbing.NewHash(sha))
-	if err := c.repo.Storer.SetReference(ref); err != nil {
+	if err := repo.Storer.SetReference(ref); err != nil {
 		return fmt.Errorf("pin %.12s: %w", sha, err)
 	}
 	return nil
@@ -217,8 +272,13 @@ func (c *Cache) pin(sha string) error {
 
 // Forget drops the pins of commits no release needs any more.
 func (c *Cache) Forget(shas ...string) error {
+	repo, st, err := c.open(false)
+	if err != nil {
+		return fmt.Errorf("open cache %s: %w", c.dir, err)
+	}
+	defer st.close()
 	for _, sha := range shas {
-		err := c.repo.Storer.RemoveReference(plumbing.ReferenceName(pinRef(sha)))
+		err := repo.Storer.RemoveReference(plumbing.ReferenceName(pinRef(sha)))
 		if err != nil {
 			return fmt.Errorf("unpin %.12s: %w", sha, err)
 		}
@@ -231,7 +291,12 @@ func (c *Cache) Forget(shas ...string) error {
 // send the whole tree again. Without a depth the pinned commits are offered as complete, so
 // the server sends only the commits since them and the objects they changed.
 func (c *Cache) depth() int {
-	refs, err := c.repo.References()
+	repo, st, err := c.open(false)
+	if err != nil {
+		return 1
+	}
+	defer st.close()
+	refs, err := repo.References()
 	if err != nil {
 		return 1
 	}
@@ -261,21 +326,22 @@ func validBranch(branch string) error {
 func pinRef(sha string) string { return "refs/pushdeploy/" + sha }
 
 func (c *Cache) has(sha string) bool {
-	commit, err := c.repo.CommitObject(plumbing.NewHash(sha))
+	r, err := c.reader()
 	if err != nil {
 		return false
 	}
-	_, err = commit.Tree()
+	defer r.close()
+	_, err = c.tree(r, sha)
 	return err == nil
 }
 
-// tree returns the root tree of commit sha, which must be in the cache.
-func (c *Cache) tree(sha string) (*object.Tree, error) {
-	commit, err := c.repo.CommitObject(plumbing.NewHash(sha))
+// tree returns the root tree of commit sha, which must be in the cache, read by r.
+func (c *Cache) tree(r *objectReader, sha string) (*object.Tree, error) {
+	h, err := r.commitTree(plumbing.NewHash(sha))
 	if err != nil {
 		return nil, fmt.Errorf("read commit %.12s: %w", sha, err)
 	}
-	t, err := commit.Tree()
+	t, err := r.readTree(h)
 	if err != nil {
 		return nil, fmt.Errorf("read tree of %.12s: %w", sha, err)
 	}

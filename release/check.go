@@ -29,7 +29,12 @@ type Difference struct {
 // tree.
 func (s *Store) Check(ctx context.Context, app, sha string, c *Cache) ([]Difference, error) {
 	dir := s.ReleaseDir(app, sha)
-	tree, err := c.tree(sha)
+	objects, err := c.reader()
+	if err != nil {
+		return nil, fmt.Errorf("check %.12s: %w", sha, err)
+	}
+	defer objects.close()
+	tree, err := c.tree(objects, sha)
 	if err != nil {
 		return nil, fmt.Errorf("check %.12s: %w", sha, err)
 	}
@@ -38,7 +43,7 @@ func (s *Store) Check(ctx context.Context, app, sha string, c *Cache) ([]Differe
 		return nil, fmt.Errorf("check %.12s: %w", sha, &os.PathError{Op: "open", Path: dir, Err: err})
 	}
 	defer unix.Close(fd)
-	ch := &checker{ctx: ctx, cache: c, buf: make([]byte, copyBuffer)}
+	ch := &checker{ctx: ctx, objects: objects, buf: make([]byte, copyBuffer)}
 	if err := ch.tree(fd, "", tree); err != nil {
 		return nil, fmt.Errorf("check %.12s: %w", sha, err)
 	}
@@ -47,10 +52,10 @@ func (s *Store) Check(ctx context.Context, app, sha string, c *Cache) ([]Differe
 }
 
 type checker struct {
-	ctx   context.Context
-	cache *Cache
-	diffs []Difference
-	buf   []byte
+	ctx     context.Context
+	objects *objectReader
+	diffs   []Difference
+	buf     []byte
 }
 
 func (ch *checker) add(p, format string, args ...any) {
@@ -104,7 +109,7 @@ func (ch *checker) entry(dirfd int, p string, e object.TreeEntry, st *unix.Stat_
 			ch.add(p, "is %s, want a directory", kind(typ))
 			return nil
 		}
-		sub, err := ch.cache.repo.TreeObject(e.Hash)
+		sub, err := ch.objects.readTree(e.Hash)
 		if err != nil {
 			return fmt.Errorf("%s: read tree: %w", quote(p), err)
 		}
@@ -119,13 +124,9 @@ func (ch *checker) entry(dirfd int, p string, e object.TreeEntry, st *unix.Stat_
 			ch.add(p, "is %s, want a symlink", kind(typ))
 			return nil
 		}
-		blob, err := ch.cache.repo.BlobObject(e.Hash)
+		wantTarget, err := readSymlink(ch.objects, e.Hash)
 		if err != nil {
-			return fmt.Errorf("%s: read blob: %w", quote(p), err)
-		}
-		wantTarget, err := readAll(blob)
-		if err != nil {
-			return fmt.Errorf("%s: read blob: %w", quote(p), err)
+			return fmt.Errorf("%s: %w", quote(p), err)
 		}
 		buf := make([]byte, maxSymlink+1)
 		n, err := unix.Readlinkat(dirfd, e.Name, buf)

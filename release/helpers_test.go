@@ -24,12 +24,13 @@ const (
 // fixture is a work repository pushed to a bare repository served over file://,
 // an app cache fetching from it, and a store in a fresh data directory.
 type fixture struct {
-	t     *testing.T
-	repo  *testenv.Repo
-	bare  *testenv.Bare
-	cache *release.Cache
-	store *release.Store
-	data  string
+	t        *testing.T
+	repo     *testenv.Repo
+	bare     *testenv.Bare
+	cache    *release.Cache
+	cacheDir string
+	store    *release.Store
+	data     string
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -41,8 +42,8 @@ func newFixture(t *testing.T) *fixture {
 		bare: testenv.NewBare(t, root, "acme/web.git", true),
 		data: t.TempDir(),
 	}
-	cache, err := release.OpenCache(filepath.Join(t.TempDir(), "cache.git"),
-		release.Remote{URL: testenv.FileURL(f.bare.Path())})
+	f.cacheDir = filepath.Join(t.TempDir(), "cache.git")
+	cache, err := release.OpenCache(f.cacheDir, release.Remote{URL: testenv.FileURL(f.bare.Path())})
 	if err != nil {
 		t.Fatalf("OpenCache: %v", err)
 	}
@@ -228,8 +229,9 @@ func dirEntries(t *testing.T, dir string) []string {
 func storeFiles(t *testing.T, data string) []string {
 	t.Helper()
 	var out []string
+	tmp := filepath.Join(data, "objects", "tmp") + string(filepath.Separator)
 	for p := range objects(t, data) {
-		if !strings.Contains(p, string(filepath.Separator)+"tmp"+string(filepath.Separator)) {
+		if !strings.HasPrefix(p, tmp) { // not merely a path with "/tmp/" in it: t.TempDir's has
 			out = append(out, p)
 		}
 	}

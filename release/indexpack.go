@@ -3,6 +3,7 @@ package release
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"compress/zlib"
 	"crypto/sha1"
 	"encoding/binary"
@@ -13,8 +14,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/format/packfile"
@@ -27,9 +29,89 @@ import (
 // itself (PackfileWriter), the way git index-pack does: go-git's own indexer inflates every
 // object twice, hashes it three times and holds each whole in memory, which made fetching
 // a 200 MB file take 200 MB more.
+//
+// It also reads the packed objects go-git asks for while it fetches (the commits it offers
+// as haves) with an objectReader: go-git's own reading would build its map of every object
+// of the pack by offset (see Cache), for one commit.
 type cacheStorage struct {
 	*filesystem.Storage
-	dir string // the bare repository
+	dir   string // the bare repository
+	spool bool   // spool the small blobs of fetched packs (see spool)
+
+	mu      sync.Mutex
+	objects *objectReader // opened when first needed; closed by close and Reindex
+}
+
+// EncodedObject reads object h from the packs, or else through go-git (a loose object, a
+// large one).
+func (s *cacheStorage) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	var typ plumbing.ObjectType
+	var data []byte
+	err := plumbing.ErrObjectNotFound
+	s.mu.Lock()
+	if r := s.reader(); r != nil {
+		typ, data, err = r.read(h, largeObject)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return s.Storage.EncodedObject(t, h)
+	}
+	if t != plumbing.AnyObject && t != typ {
+		return nil, plumbing.ErrObjectNotFound // as go-git's own storage says it
+	}
+	o := &plumbing.MemoryObject{}
+	o.SetType(typ)
+	o.SetSize(int64(len(data)))
+	if _, err := o.Write(data); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// HasEncodedObject says whether object h is in a pack, or else asks go-git.
+func (s *cacheStorage) HasEncodedObject(h plumbing.Hash) error {
+	s.mu.Lock()
+	found := false
+	if r := s.reader(); r != nil {
+		for _, p := range r.packs.packs {
+			if _, found = p.idx.find(h); found {
+				break
+			}
+		}
+	}
+	s.mu.Unlock()
+	if found {
+		return nil
+	}
+	return s.Storage.HasEncodedObject(h)
+}
+
+// reader opens the packs for EncodedObject and HasEncodedObject once; nil if it cannot.
+// The caller holds s.mu.
+func (s *cacheStorage) reader() *objectReader {
+	if s.objects == nil {
+		if packs, err := openPacks(s.dir); err == nil {
+			s.objects = newObjectReader(packs, "")
+			s.objects.ownPacks = true
+		}
+	}
+	return s.objects
+}
+
+// Reindex makes the storage read the packs as they are now.
+func (s *cacheStorage) Reindex() {
+	s.close()
+	s.Storage.Reindex()
+}
+
+// close closes the packs EncodedObject opened.
+func (s *cacheStorage) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.objects != nil {
+		s.objects.close()
+		s.objects = nil
+	}
 }
 
 // PackfileWriter receives a fetched pack. Once it is closed without error the pack and its
@@ -43,29 +125,42 @@ func (s *cacheStorage) PackfileWriter() (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	pr, pw := io.Pipe()
-	ix := &indexer{st: s, dir: dir, file: f, pipe: pw, done: make(chan error, 1)}
-	go func() { ix.done <- ix.receive(pr) }() // Close waits for it
+	ix := &indexer{st: s, dir: dir, file: f, pipe: newHandoff(), packSum: &tailHash{h: sha1.New()}, done: make(chan error, 1)}
+	if s.spool {
+		ix.spool = newSpool(filepath.Join(s.dir, spoolDir))
+	}
+	go func() { ix.done <- ix.receive() }() // Close waits for it
 	return ix, nil
 }
 
 // indexer writes a pack to a file as it arrives and indexes it: each object is inflated
 // once as it streams by and hashed (a delta once its base is known), never held whole
 // unless it is a delta or a delta's base.
+//
+// It takes two goroutines, as git index-pack takes two threads: the one go-git writes the
+// pack from copies it to the file and hashes it whole (its checksum), and hands it on to
+// receive, which parses and hashes each object.
 type indexer struct {
-	st     *cacheStorage
-	dir    string
-	file   *os.File
-	pipe   *io.PipeWriter
-	done   chan error
-	failed bool // the indexer stopped: Write drops what comes
+	st      *cacheStorage
+	dir     string
+	file    *os.File
+	pipe    *handoff
+	packSum *tailHash // of the whole pack, as it was written
+	done    chan error
+	// spool, if not nil, receives every small blob once hashed (see spool).
+	spool *spool
+	// failed is set once the indexer has stopped: Write drops what comes. fileErr is why,
+	// when writing the pack file failed (the parser's error is then only its echo).
+	failed  bool
+	fileErr error
 
-	objs    []packed
-	bases   map[int]base  // of the deltas, by index in objs
-	end     int64         // where the last entry ends: the trailer starts
-	sum     plumbing.Hash // the pack's checksum, its trailer
-	zr      io.ReadCloser
-	scratch []byte
+	objs      []packed
+	ofsDeltas []ofsDelta    // the ofs-deltas, by where their base starts once resolve sorts them
+	refDeltas []refDelta    // the ref-deltas, by their base's id once sorted
+	end       int64         // where the last entry ends: the trailer starts
+	sum       plumbing.Hash // the pack's checksum, its trailer
+	zr        io.ReadCloser
+	scratch   []byte
 }
 
 // packed is one object of the pack, kept small: a fetch of 100,000 objects holds 100,000.
@@ -85,17 +180,23 @@ type base struct {
 	ref plumbing.Hash
 }
 
-// Write passes p on to the indexer. Once the indexer has failed (a full disk, a broken
-// pack) the rest of the pack is read and dropped, and Close returns the failure: for a
-// file:// remote go-git waits for upload-pack to exit before it returns the error, and
-// upload-pack exits only once its pack has been read whole (a fetch stalled for ever on a
-// full disk otherwise). The fetch's timeout bounds the draining.
+// Write copies p to the pack file, hashes it and hands it on to the parser. Once the
+// indexer has failed (a full disk, a broken pack) the rest of the pack is read and dropped,
+// and Close returns the failure: for a file:// remote go-git waits for upload-pack to exit
+// before it returns the error, and upload-pack exits only once its pack has been read whole
+// (a fetch stalled for ever on a full disk otherwise). The fetch's timeout bounds the
+// draining.
 func (ix *indexer) Write(p []byte) (int, error) {
 	if ix.failed {
 		return len(p), nil
 	}
+	if _, err := ix.file.Write(p); err != nil {
+		ix.failed, ix.fileErr = true, err
+		return len(p), nil
+	}
+	ix.packSum.Write(p)
 	if _, err := ix.pipe.Write(p); err != nil {
-		ix.failed = true
+		ix.failed = true // the parser stopped: Close returns its error
 	}
 	return len(p), nil
 }
@@ -103,10 +204,16 @@ func (ix *indexer) Write(p []byte) (int, error) {
 // Close ends the pack: it is checked whole, its deltas resolved, its index written, and both
 // named pack-<checksum>. On any error nothing is left but the error.
 func (ix *indexer) Close() error {
-	ix.pipe.Close()
+	ix.pipe.closeWrite()
 	err := <-ix.done
+	if ix.fileErr != nil {
+		err = ix.fileErr
+	}
 	if err == nil && len(ix.objs) > 0 {
 		err = ix.finish()
+	}
+	if ix.spool != nil {
+		ix.spool.close()
 	}
 	if err == nil && len(ix.objs) == 0 { // nothing was sent, or a pack of no object
 		ix.file.Close()
@@ -124,11 +231,10 @@ func (ix *indexer) Close() error {
 	return nil
 }
 
-// receive parses the pack as it arrives from r, copying it to the file.
-func (ix *indexer) receive(r *io.PipeReader) (err error) {
-	defer func() { r.CloseWithError(err) }() // unblock a Write still under way
-	sum := &tailHash{h: sha1.New()}
-	cr := &countingReader{r: bufio.NewReaderSize(io.TeeReader(r, io.MultiWriter(ix.file, sum)), 64<<10)}
+// receive parses the pack as it arrives through the handoff.
+func (ix *indexer) receive() (err error) {
+	defer func() { ix.pipe.closeRead(err) }() // unblock a Write still under way
+	cr := &countingReader{r: bufio.NewReaderSize(ix.pipe, 64<<10)}
 	var head [12]byte
 	if _, err := io.ReadFull(cr, head[:]); err != nil {
 		if err == io.EOF { // nothing at all: nothing to index
@@ -140,16 +246,21 @@ func (ix *indexer) receive(r *io.PipeReader) (err error) {
 		return errors.New("not a pack of version 2 or 3")
 	}
 	n := binary.BigEndian.Uint32(head[8:])
-	ix.objs = make([]packed, 0, min(n, 1<<16))
+	// Room for every object at once, rather than grown by doubling (which holds a copy
+	// and a half at its peak); untouched pages cost nothing if the count lies.
+	ix.objs = make([]packed, 0, min(n, 1<<22))
 	buf := make([]byte, copyBuffer)
-	ix.bases = map[int]base{}
 	for range n {
 		o, b, err := ix.entry(cr, buf)
 		if err != nil {
 			return fmt.Errorf("object at %d: %w", cr.n, err)
 		}
 		if o.delta {
-			ix.bases[len(ix.objs)] = b
+			if o.typ == plumbing.OFSDeltaObject {
+				ix.ofsDeltas = append(ix.ofsDeltas, ofsDelta{base: b.off, i: uint32(len(ix.objs))})
+			} else {
+				ix.refDeltas = append(ix.refDeltas, refDelta{base: b.ref, i: uint32(len(ix.objs))})
+			}
 		}
 		ix.objs = append(ix.objs, o)
 	}
@@ -161,7 +272,7 @@ func (ix *indexer) receive(r *io.PipeReader) (err error) {
 	if _, err := cr.ReadByte(); err != io.EOF {
 		return errors.New("data after the pack's trailer")
 	}
-	if got := sum.sum(); got != trailer {
+	if got := ix.packSum.sum(); got != trailer { // every Write has returned: EOF was read
 		return fmt.Errorf("pack checksum is %s, its trailer says %s", got, trailer)
 	}
 	ix.sum = trailer
@@ -207,15 +318,23 @@ func (ix *indexer) entry(cr *countingReader, buf []byte) (packed, base, error) {
 	o.hdr, o.delta = uint8(cr.n-o.off), o.typ.IsDelta()
 	var h *plumbing.Hasher
 	var w io.Writer = io.Discard
+	var data *bytes.Buffer // the blob's content, for the spool
 	if !o.delta {
 		hh := plumbing.NewHasher(o.typ, o.size)
 		h, w = &hh, hh
+		if ix.spool != nil && o.typ == plumbing.BlobObject && o.size <= spoolMax {
+			data = bytes.NewBuffer(make([]byte, 0, o.size))
+			w = io.MultiWriter(hh, data)
+		}
 	}
 	if err := ix.inflate(cr, w, o.size, buf); err != nil {
 		return o, b, err
 	}
 	if h != nil {
 		o.id = h.Sum()
+	}
+	if data != nil {
+		ix.spool.put(o.id, data.Bytes())
 	}
 	return o, b, nil
 }
@@ -299,29 +418,45 @@ func recoverPacks(cacheDir string) error {
 	return nil
 }
 
+// ofsDelta and refDelta are a delta of the pack, objs[i], and where its base is: 16 and
+// 24 bytes a delta, sorted rather than in maps (which would take over 100).
+type ofsDelta struct {
+	base int64
+	i    uint32
+}
+
+type refDelta struct {
+	base plumbing.Hash
+	i    uint32
+}
+
 // resolve computes the id of every delta, its base's content in hand: depth first from
 // each whole object, so that a chain holds only its own objects in memory.
 func (ix *indexer) resolve() error {
-	if len(ix.bases) == 0 {
+	deltas := len(ix.ofsDeltas) + len(ix.refDeltas)
+	if deltas == 0 {
 		return nil
 	}
-	byBase := map[int64][]int{}
-	byRef := map[plumbing.Hash][]int{}
-	for i, b := range ix.bases {
-		if ix.objs[i].typ == plumbing.OFSDeltaObject {
-			byBase[b.off] = append(byBase[b.off], i)
-		} else {
-			byRef[b.ref] = append(byRef[b.ref], i)
+	slices.SortFunc(ix.ofsDeltas, func(a, b ofsDelta) int { return cmp.Compare(a.base, b.base) })
+	slices.SortFunc(ix.refDeltas, func(a, b refDelta) int { return bytes.Compare(a.base[:], b.base[:]) })
+	// children appends the deltas whose base is object o.
+	children := func(dst []uint32, o packed) []uint32 {
+		k, _ := slices.BinarySearchFunc(ix.ofsDeltas, o.off, func(d ofsDelta, off int64) int { return cmp.Compare(d.base, off) })
+		for ; k < len(ix.ofsDeltas) && ix.ofsDeltas[k].base == o.off; k++ {
+			dst = append(dst, ix.ofsDeltas[k].i)
 		}
+		k, _ = slices.BinarySearchFunc(ix.refDeltas, o.id, func(d refDelta, id plumbing.Hash) int { return bytes.Compare(d.base[:], id[:]) })
+		for ; k < len(ix.refDeltas) && ix.refDeltas[k].base == o.id; k++ {
+			dst = append(dst, ix.refDeltas[k].i)
+		}
+		return dst
 	}
-	deltas := len(ix.bases)
 	resolved := 0
 	var walk func(i int, content []byte) error
 	walk = func(i int, content []byte) error {
 		o := ix.objs[i]
-		children := append(append([]int(nil), byBase[o.off]...), byRef[o.id]...)
-		for _, c := range children {
-			delta, err := ix.read(c)
+		for _, c := range children(nil, o) {
+			delta, err := ix.read(int(c))
 			if err != nil {
 				return err
 			}
@@ -331,14 +466,21 @@ func (ix *indexer) resolve() error {
 			}
 			ix.objs[c].typ, ix.objs[c].id = o.typ, plumbing.ComputeHash(o.typ, target)
 			resolved++
-			if err := walk(c, target); err != nil {
+			if ix.spool != nil && o.typ == plumbing.BlobObject && len(target) <= spoolMax {
+				ix.spool.put(ix.objs[c].id, target)
+			}
+			if err := walk(int(c), target); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
+	var first []uint32
 	for i, o := range ix.objs {
-		if o.delta || (len(byBase[o.off]) == 0 && len(byRef[o.id]) == 0) {
+		if o.delta {
+			continue
+		}
+		if first = children(first[:0], o); len(first) == 0 {
 			continue
 		}
 		content, err := ix.read(i)
@@ -397,11 +539,11 @@ func (ix *indexer) crcs() ([]uint32, error) {
 // writeIndexFile writes the version 2 index of a pack's objects at path, through a
 // temporary file.
 func writeIndexFile(path string, objs []packed, crcs []uint32, sum plumbing.Hash) error {
-	order := make([]int, len(objs))
+	order := make([]uint32, len(objs)) // 4 bytes an object: a pack holds fewer than 2³² objects
 	for i := range order {
-		order[i] = i
+		order[i] = uint32(i)
 	}
-	sort.Slice(order, func(a, b int) bool { return bytes.Compare(objs[order[a]].id[:], objs[order[b]].id[:]) < 0 })
+	slices.SortFunc(order, func(a, b uint32) int { return bytes.Compare(objs[a].id[:], objs[b].id[:]) })
 	for k := 1; k < len(order); k++ {
 		if objs[order[k]].id == objs[order[k-1]].id {
 			return fmt.Errorf("pack holds object %s twice", objs[order[k]].id)

@@ -37,6 +37,17 @@ func history(t *testing.T) *testenv.Repo {
 	return r
 }
 
+// packOf is the pack of r's whole history as git pack-objects makes it, its deltas
+// offset deltas or ref deltas.
+func packOf(t *testing.T, r *testenv.Repo, ofs bool) []byte {
+	t.Helper()
+	args := []string{"pack-objects", "--revs", "--stdout", "-q"}
+	if ofs {
+		args = append(args, "--delta-base-offset")
+	}
+	return runGit(t, r.Dir(), []byte("HEAD\n"), args...)
+}
+
 func runGit(t *testing.T, dir string, stdin []byte, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command("git", args...)
@@ -79,11 +90,7 @@ func TestIndexer_MatchesIndexPack(t *testing.T) {
 	r := history(t)
 	for _, ofs := range []bool{true, false} {
 		t.Run(fmt.Sprintf("ofs-delta=%v", ofs), func(t *testing.T) {
-			args := []string{"pack-objects", "--revs", "--stdout", "-q"}
-			if ofs {
-				args = append(args, "--delta-base-offset")
-			}
-			pack := runGit(t, r.Dir(), []byte("HEAD\n"), args...)
+			pack := packOf(t, r, ofs)
 			dir, err := receive(t, pack)
 			if err != nil {
 				t.Fatalf("Close: %v", err)

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,28 +94,32 @@ type objectWriter struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	packsOnce sync.Once
-	packs     *packSet
-	packsErr  error
+	packs *packSet
 
 	mu       sync.Mutex
 	inflight map[objectKey]*pending
 	first    error
 }
 
-func (s *Store) newObjectWriter(ctx context.Context, c *Cache) (*objectWriter, error) {
-	if err := s.dirs.MkdirAll(s.dirs.ObjectsTmp()); err != nil {
-		return nil, fmt.Errorf("create object dir: %w", err)
-	}
-	tmp, err := os.MkdirTemp(s.dirs.ObjectsTmp(), "build-")
-	if err != nil {
-		return nil, fmt.Errorf("create object dir: %w", err)
+// newObjectWriter starts the writers of a build from c, whose packs are open as packs. When
+// c's last fetch spooled its small blobs, the spool is the build's temporary directory:
+// they are new objects written already.
+func (s *Store) newObjectWriter(ctx context.Context, c *Cache, packs *packSet) (*objectWriter, error) {
+	tmp := c.spoolDir()
+	if !c.spooled {
+		if err := s.dirs.MkdirAll(s.dirs.ObjectsTmp()); err != nil {
+			return nil, fmt.Errorf("create object dir: %w", err)
+		}
+		var err error
+		if tmp, err = os.MkdirTemp(s.dirs.ObjectsTmp(), "build-"); err != nil {
+			return nil, fmt.Errorf("create object dir: %w", err)
+		}
 	}
 	n := s.Workers
 	if n <= 0 {
 		n = DefaultWorkers
 	}
-	w := &objectWriter{store: s, cache: c, tmp: tmp, workers: n, jobs: make(chan objectKey, n), inflight: map[objectKey]*pending{}}
+	w := &objectWriter{store: s, cache: c, tmp: tmp, packs: packs, workers: n, jobs: make(chan objectKey, n), inflight: map[objectKey]*pending{}}
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	for range n {
 		w.wg.Go(w.work)
@@ -189,15 +194,17 @@ func (w *objectWriter) err() error {
 // worker is one of a build's object writers, with what it reuses from one object to the
 // next.
 type worker struct {
-	w     *objectWriter
-	blobs blobReader
-	git   *filesystem.Storage // for blobs stored as deltas; opened when first needed
-	buf   []byte
+	w       *objectWriter
+	blobs   blobReader
+	objects *objectReader       // for blobs stored as deltas
+	git     *filesystem.Storage // for large ones; opened when first needed
+	buf     []byte
 }
 
 func (w *objectWriter) work() {
-	wk := &worker{w: w, buf: make([]byte, copyBuffer)}
+	wk := &worker{w: w, blobs: blobReader{packs: w.packs}, objects: newObjectReader(w.packs, w.cache.dir), buf: make([]byte, copyBuffer)}
 	defer func() {
+		wk.objects.close()
 		if wk.git != nil {
 			wk.git.Close()
 		}
@@ -306,16 +313,19 @@ func (fd fdWriter) Write(p []byte) (int, error) {
 }
 
 // open returns a reader of blob h and its size: straight from its pack when it is stored
-// whole there, else through go-git, streamed when large.
+// whole there; else its delta chain resolved in memory when it is small; else through
+// go-git, streamed.
 func (wk *worker) open(h plumbing.Hash) (io.Reader, int64, error) {
-	packs, err := wk.w.openPacks()
-	if err != nil {
-		return nil, 0, err
-	}
-	wk.blobs.packs = packs
 	r, size, err := wk.blobs.open(h)
 	if !errors.Is(err, errNotPlain) {
 		return r, size, err
+	}
+	typ, data, err := wk.objects.read(h, largeObject)
+	if err == nil && typ != plumbing.BlobObject {
+		err = fmt.Errorf("object %s is a %s, not a blob", h, typ)
+	}
+	if !errors.Is(err, errTooLarge) {
+		return bytes.NewReader(data), int64(len(data)), err
 	}
 	if wk.git == nil {
 		wk.git = openStorage(wk.w.cache.dir, workerCacheBytes, 4)
@@ -331,14 +341,6 @@ func (wk *worker) open(h plumbing.Hash) (io.Reader, int64, error) {
 	return rc, obj.Size(), nil
 }
 
-// openPacks opens the cache's packs once, for every worker.
-func (w *objectWriter) openPacks() (*packSet, error) {
-	w.packsOnce.Do(func() {
-		w.packs, w.packsErr = openPacks(w.cache.dir)
-	})
-	return w.packs, w.packsErr
-}
-
 // wait ends the build's writing: no more objects are wanted, every worker is done. It
 // returns walkErr, the walk's own error, or else the writers' first.
 func (w *objectWriter) wait(walkErr error) error {
@@ -348,9 +350,6 @@ func (w *objectWriter) wait(walkErr error) error {
 	close(w.jobs)
 	w.wg.Wait()
 	w.cancel()
-	if w.packs != nil {
-		w.packs.close()
-	}
 	if walkErr != nil {
 		return walkErr
 	}
@@ -416,6 +415,12 @@ func (w *objectWriter) publishOne(dir, name string, made map[string]bool) error 
 		return fmt.Errorf("publish objects: unexpected file %q in %s", name, dir)
 	}
 	src := filepath.Join(dir, name)
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err == nil && st.Nlink < 2 {
+		// Linked by no file of the release: spooled by the fetch, but the store had it, or
+		// the release wants it with the exec bit. Garbage to gc if published: dropped.
+		return unix.Unlink(src)
+	}
 	dst := w.store.dirs.Object(hex, exec)
 	if dir := filepath.Dir(dst); !made[dir] {
 		if err := w.store.dirs.MkdirAll(dir); err != nil { // objects/<xx>/: private (datadir's modes)

@@ -79,3 +79,39 @@ func TestStore_Build_EmptyObject(t *testing.T) {
 		t.Errorf("a.txt: not a link to the object (%v, %v)", err1, err2)
 	}
 }
+
+// TestStore_Build_Spooled builds from a fetch that spooled its blobs: a blob wanted only
+// with the exec bit, one wanted both ways, one the store had already. The release is exact,
+// the spool is gone, and the store holds each object once, linked by the release: a spooled
+// blob the release did not link is not published.
+func TestStore_Build_Spooled(t *testing.T) {
+	f := newFixture(t)
+	f.repo.Write("old.txt", "in the store already\n", 0o644)
+	f.build(f.commit("first"))
+
+	f.repo.Write("run", "#!/bin/sh\nexec true\n", 0o755)
+	f.repo.Write("both.sh", "#!/bin/sh\necho both\n", 0o644)
+	f.repo.Write("bin/both.sh", "#!/bin/sh\necho both\n", 0o755)
+	f.repo.Write("plain.txt", "plain\n", 0o644)
+	sha := f.commit("second")
+	spool := filepath.Join(f.cacheDir, "pushdeploy-spool")
+	if got := len(dirEntries(t, spool)); got == 0 {
+		t.Fatalf("%s after the fetch: empty, want the blobs fetched", spool)
+	}
+	f.build(sha)
+	if diffs, err := f.store.Check(t.Context(), app, sha, f.cache); err != nil || len(diffs) != 0 {
+		t.Errorf("Check: got %+v, %v, want no differences", diffs, err)
+	}
+	if _, err := os.Stat(spool); !os.IsNotExist(err) {
+		t.Errorf("%s after the build: %v, want it gone", spool, err)
+	}
+	for p, st := range objects(t, f.data) {
+		if st.Nlink < 2 {
+			t.Errorf("%s: linked by no release (%d links)", p, st.Nlink)
+		}
+	}
+	// old.txt, run (exec), both.sh with and without the exec bit, plain.txt
+	if got := storeFiles(t, f.data); len(got) != 5 {
+		t.Errorf("store: got %d objects %q, want 5", len(got), got)
+	}
+}

@@ -88,11 +88,11 @@ func (s *Store) syncStore() error {
 }
 
 // Recover removes what an interrupted fetch, build, gc or atomic write left behind:
-// temporary packs in app's git cache, temporary release directories of app (a build's, or
-// a removed release's files), metadata of releases that do not exist (written by a build
-// before its release took its name, or left by a removal), the temporary files of atomic
-// writes in the app's directory and its metadata, and temporary objects. The agent calls
-// it at start, before anything builds or writes.
+// temporary packs in app's git cache and its spool, temporary release directories of app (a
+// build's, or a removed release's files), metadata of releases that do not exist (written by
+// a build before its release took its name, or left by a removal), the temporary files of
+// atomic writes in the app's directory and its metadata, and temporary objects. The agent
+// calls it at start, before anything builds or writes.
 func (s *Store) Recover(app string) error {
 	if err := recoverPacks(s.dirs.Cache(app)); err != nil {
 		return err
@@ -128,6 +128,9 @@ func (s *Store) Recover(app string) error {
 		if err := atomicfile.RemoveTemp(dir); err != nil {
 			return fmt.Errorf("recover %s: %w", app, err)
 		}
+	}
+	if err := os.RemoveAll(filepath.Join(s.dirs.Cache(app), spoolDir)); err != nil {
+		return fmt.Errorf("recover %s: %w", app, err)
 	}
 	unlock, err := s.lockObjects(true)
 	if err != nil {

@@ -59,6 +59,7 @@ func (l *largeFigures) rows(row func(...string), r *results) {
 	row(fmt.Sprintf("6. %d files, %s: first version: time", l.Files, human(l.Bytes)), secs(l.FirstDeploy.Seconds), secs(l.FirstClone.Seconds))
 	row("6.   first version: CPU time", secs(l.FirstDeploy.CPUSecs), secs(l.FirstClone.CPUSecs))
 	row("6.   first version: peak RSS", human(l.FirstDeploy.PeakRSS), human(l.FirstClone.PeakRSS))
+	row("6.   first version: load average at start", load(l.FirstDeploy.Load), load(l.FirstClone.Load))
 	row("6.   one file changed: time", secs(l.SecondDeploy.Seconds), secs(l.SecondClone.Seconds))
 	row("6.   one file changed: peak RSS", human(l.SecondDeploy.PeakRSS), human(l.SecondClone.PeakRSS))
 	growth := func(d deployFigures, c cloneResult, d1 deployFigures, c1 cloneResult) (string, string) {

@@ -412,6 +412,7 @@ func (b *bench) deploy(ctx context.Context, tg *target, v int, timeout time.Dura
 	if err != nil {
 		return f, err
 	}
+	load := loadAverage()
 	sent := b.srv.Sent()
 	id, at, err := tg.hooks.deploy(ctx, tg.repo, branch, before, sha)
 	if err != nil {
@@ -439,5 +440,6 @@ func (b *bench) deploy(ctx context.Context, tg *target, v int, timeout time.Dura
 		WireBytes:  b.srv.Sent() - sent,
 		PeakRSS:    peak,
 		CPUSecs:    (cpu1 - cpu0).Seconds(),
+		Load:       load,
 	}, nil
 }

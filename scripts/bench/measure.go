@@ -77,6 +77,8 @@ type cloneResult struct {
 	// CPUSecs is the CPU time, user and system, of git clone and the git processes it waited
 	// for: on a busy machine a steadier comparison than wall time.
 	CPUSecs float64 `json:"cpu_seconds"`
+	// Load is the 1-minute load average as the clone started: how busy the machine was.
+	Load float64 `json:"load_average"`
 }
 
 // timeClone clones branch of url with depth 1 into the new directory dir.
@@ -85,6 +87,7 @@ func timeClone(ctx context.Context, srv *gitServer, url, branch, dir string) (cl
 	cmd := exec.CommandContext(ctx, "git", "clone", "--quiet", "--depth", "1", "--branch", branch, url, dir)
 	cmd.Env = gitEnv()
 	syscall.Sync() // start with nothing of earlier steps waiting to be written
+	res.Load = loadAverage()
 	sent := srv.Sent()
 	start := time.Now()
 	out, err := cmd.CombinedOutput()

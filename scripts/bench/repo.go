@@ -181,9 +181,11 @@ func generate(ctx context.Context, dir, ref string, s repoSpec) (*genRepo, error
 	return out, nil
 }
 
-// generateBare creates the bare repository dir holding the spec's versions, with only the
-// deploy branch, at the first version: each later version appears on it when "pushed".
-// The server allows fetching any reachable commit by id, as GitHub does.
+// generateBare creates the bare repository dir holding the spec's versions, without the
+// deploy branch: each version appears on it when "pushed", the first one too, so that the
+// agent's catch-up at start finds nothing to deploy and the first deploy measured is the
+// webhook's, fetch included. The server allows fetching any reachable commit by id, as
+// GitHub does.
 func generateBare(ctx context.Context, dir string, s repoSpec) (*genRepo, error) {
 	if _, err := gitOutput(ctx, "", "init", "--quiet", "--bare", dir); err != nil {
 		return nil, err
@@ -196,7 +198,6 @@ func generateBare(ctx context.Context, dir string, s repoSpec) (*genRepo, error)
 		return nil, err
 	}
 	for _, args := range [][]string{
-		{"update-ref", "refs/heads/" + branch, gen.Commits[0]},
 		{"update-ref", "-d", "refs/bench/versions"},
 		{"symbolic-ref", "HEAD", "refs/heads/" + branch},
 	} {

@@ -61,6 +61,7 @@ type deployFigures struct {
 	WireBytes  int64   `json:"wire_bytes"`     // response bytes the git server sent meanwhile
 	PeakRSS    int64   `json:"peak_rss_bytes"` // the agent's VmHWM, reset just before the webhook
 	CPUSecs    float64 `json:"cpu_seconds"`    // CPU time the agent used, webhook to finish
+	Load       float64 `json:"load_average"`   // the 1-minute load average at the webhook
 }
 
 // diskFigures are du-style sizes (allocated blocks, each inode once), in bytes.
@@ -102,6 +103,7 @@ func (r *results) printTable(w io.Writer) {
 	row("1. first version: bytes on the wire", human(r.FirstDeploy.WireBytes), human(r.FirstClone.WireBytes))
 	row("1. first version: CPU time", secs(r.FirstDeploy.CPUSecs), secs(r.FirstClone.CPUSecs))
 	row("1. first version: peak RSS", human(r.FirstDeploy.PeakRSS), human(r.FirstClone.PeakRSS))
+	row("1. first version: load average at start", load(r.FirstDeploy.Load), load(r.FirstClone.Load))
 	row("2. one file changed: time", secs(r.SecondDeploy.Seconds), secs(r.SecondClone.Seconds))
 	row("2. one file changed: bytes fetched (pack)", human(r.SecondDeploy.FetchBytes), human(r.SecondClone.PackBytes))
 	row("2. one file changed: bytes on the wire", human(r.SecondDeploy.WireBytes), human(r.SecondClone.WireBytes))
@@ -170,6 +172,9 @@ What was measured:
 	}
 	fmt.Fprintf(w, "\nwhole bench: %s (repo generated in %s)\n", secs(r.Seconds), secs(r.Repo.GenSecs))
 }
+
+// load is a 1-minute load average as the table shows it.
+func load(v float64) string { return fmt.Sprintf("%.2f", v) }
 
 func human(n int64) string {
 	const unit = 1024

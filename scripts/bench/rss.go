@@ -75,3 +75,18 @@ func cpuTime(pid int) (time.Duration, error) {
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux
 // architecture Go supports.
 const clockTicks = 100
+
+// loadAverage is the machine's 1-minute load average (/proc/loadavg), 0 if unknown: on a
+// machine shared with other work, what a time was measured under.
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(data))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
+}
