@@ -119,7 +119,7 @@ func TestAgent_faults(t *testing.T) {
 		},
 		v2:    bigV2,
 		fails: true,
-		want:  []string{"build release ", `: "big.bin": write object `, " to /proc/", "/data/objects/tmp/build-", ": no space left on device"},
+		want:  []string{"build release ", `: "big.bin": write object `, " to /proc/", "/data/apps/web/cache.git/pushdeploy-spool/", ": no space left on device"},
 		clear: func(r *faultRig) { r.disk.unfill(r.t) }, recovery: "catch-up", recover: recoverByCatchUp,
 	}, {
 		name:     "unit start job fails",
