@@ -219,8 +219,7 @@ func (a *Agent) resume() error {
 		}
 		a.endLeftScript(d)
 		if old := newest[d.App]; old != nil {
-			old.Status, old.Note, old.Finished = state.StatusSuperseded, "superseded by "+d.ID+" (agent restart)", time.Now().UTC()
-			if err := a.state.Save(old); err != nil {
+			if err := a.endOlder(old, d); err != nil {
 				return err
 			}
 		}
@@ -244,6 +243,27 @@ func (a *Agent) resume() error {
 		a.enqueue(a.apps[app], d)
 	}
 	return nil
+}
+
+// endOlder records old, an unfinished deploy that by, a newer one, replaces at restart.
+// One killed after it switched `current` and before it recorded its end went live: it is
+// recorded succeeded, so that history says which deploy put the running release there.
+func (a *Agent) endOlder(old, by *state.Deploy) error {
+	wentLive := false
+	if old.Status == state.StatusStarting && old.SHA != old.Previous {
+		cur, err := a.store.Current(old.App)
+		if err != nil {
+			return err
+		}
+		wentLive = cur == old.SHA
+	}
+	old.Finished = time.Now().UTC()
+	if wentLive {
+		old.Status, old.Note = state.StatusSucceeded, "went live; the agent stopped before it recorded so"
+	} else {
+		old.Status, old.Note = state.StatusSuperseded, "superseded by "+by.ID+" (agent restart)"
+	}
+	return a.state.Save(old)
 }
 
 // endLeftScript ends the deploy script an agent killed during d left running, so that it

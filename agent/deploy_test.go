@@ -217,6 +217,50 @@ func TestAgent_resumeAfterRestart(t *testing.T) {
 	}
 }
 
+// TestAgent_resumeWentLive: deploys an agent killed left unfinished, replaced at restart
+// by a newer accepted one. The one that had switched `current` (killed before it recorded
+// its end) is recorded succeeded: it put the running release there. The one that had not
+// is recorded superseded. The newest runs again.
+func TestAgent_resumeWentLive(t *testing.T) {
+	f := newFixture(t, nil)
+	v1 := f.commit("1")
+	d1 := f.pushAndDeploy(v1)
+	v2 := f.commit("2")
+	d2 := f.pushAndDeploy(v2)
+	if d1.Status != state.StatusSucceeded || d2.Status != state.StatusSucceeded || f.current() != v2 {
+		t.Fatalf("set-up: %s, %s, current %.12s", d1.Status, d2.Status, f.current())
+	}
+	f.stop()
+	st, err := state.Open(f.cfg.Layout().StateDB(), false, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d3 := *d2
+	var ids state.IDs
+	d3.ID, d3.Status, d3.Note, d3.Finished = ids.Next(time.Now().Add(time.Second)), state.StatusQueued, "", time.Time{}
+	for _, d := range []*state.Deploy{d1, d2} { // both killed as they started their services
+		d.Status, d.Note, d.Finished = state.StatusStarting, "", time.Time{}
+	}
+	for _, d := range []*state.Deploy{d1, d2, &d3} {
+		if err := st.Save(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	f.start()
+	if d := f.wait(d3.ID); d.Status != state.StatusSucceeded {
+		t.Fatalf("resumed deploy: got %s (%s), want succeeded", d.Status, d.Error)
+	}
+	for _, c := range []struct {
+		d    *state.Deploy
+		want state.Status
+	}{{d1, state.StatusSuperseded}, {d2, state.StatusSucceeded}} {
+		if d := f.wait(c.d.ID); d.Status != c.want {
+			t.Errorf("deploy of %.12s, killed while starting: got %s (%s), want %s", d.SHA, d.Status, d.Note, c.want)
+		}
+	}
+}
+
 func TestAgent_retention(t *testing.T) {
 	f := newFixture(t, func(c *config.Config) { c.Apps["web"].KeepReleases = 2 })
 	var shas []string
