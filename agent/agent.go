@@ -168,18 +168,18 @@ func (a *Agent) Open() (err error) {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Listen, err)
 	}
+	lim := a.WebLimits
+	ans := jsonAnswers{Listener: a.webLn, maxHeader: lim.MaxHeaderBytes, log: a.log}
 	if a.cfg.TLS != nil {
-		ln, err := serveTLS(a.webLn, a.cfg.TLS, a.log)
-		if err != nil {
+		if ans.tls, err = tlsConfig(a.cfg.TLS, a.log); err != nil {
 			return err // Close closes the plain listener
 		}
-		a.webLn = ln
 	}
+	a.webLn = ans
 	a.adminLn, err = admin.Listen(a.cfg.AdminSocket)
 	if err != nil {
 		return err
 	}
-	lim := a.WebLimits
 	a.budget = hooks.NewBudget(lim.UnverifiedBodies, lim.UnverifiedRate, lim.BudgetWait)
 	a.web = &http.Server{
 		Handler:           a.webHandler(),

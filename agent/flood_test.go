@@ -241,7 +241,6 @@ type badKind struct {
 	req   func(i int) rawRequest
 	codes []int  // acceptable statuses, all 4xx
 	text  string // the JSON answer's error names this
-	plain bool   // answered by net/http itself, before any handler (text, not JSON)
 	lossy bool   // a body the agent refuses unread: its answer may be lost to a reset
 }
 
@@ -275,6 +274,9 @@ func badKinds(t *testing.T, sha string) floodKinds {
 	at := func(method, target string, r func(int) rawRequest) func(int) rawRequest {
 		return func(i int) rawRequest { q := r(i); q.method, q.target = method, target; return q }
 	}
+	withProto := func(proto string, r func(int) rawRequest) func(int) rawRequest {
+		return func(i int) rawRequest { q := r(i); q.proto = proto; return q }
+	}
 	withLength := func(cl int64, r func(int) rawRequest) func(int) rawRequest {
 		return func(i int) rawRequest { q := r(i); q.contentLength = cl; return q }
 	}
@@ -299,7 +301,11 @@ func badKinds(t *testing.T, sha string) floodKinds {
 		{name: "Content-Length shorter, signed for what it announces", req: withLength(10, hook(push, sig, good(push[:10]))), codes: []int{400}, text: "body: not valid JSON"},
 		{name: "no Content-Length, no body", req: withLength(-2, hook(nil, sig, good(nil))), codes: []int{400}, text: "body: not valid JSON"},
 		{name: "header of 48 KiB", req: hook(push, "X-Padding", strings.Repeat("p", 48<<10)), codes: []int{401}, text: sig},
-		{name: "headers over MaxHeaderBytes (net/http's 431)", req: hook(push, "X-Padding", strings.Repeat("p", 100<<10)), codes: []int{431}, plain: true},
+		{name: "headers over MaxHeaderBytes (net/http's 431)", req: hook(push, "X-Padding", strings.Repeat("p", 100<<10)), codes: []int{431}, text: "headers: larger than"},
+		{name: "Transfer-Encoding gzip (net/http's 501)", req: withLength(-2, hook(nil, sig, good(nil), "Transfer-Encoding", "gzip")), codes: []int{400}, text: "Transfer-Encoding"},
+		{name: "HTTP/2.0 request line (net/http's 505)", req: withProto("HTTP/2.0", hook(nil, sig, good(nil))), codes: []int{400}, text: "HTTP version"},
+		{name: "no Host header (net/http's 400)", req: hook(nil, sig, good(nil), "Host", ""), codes: []int{400}, text: "Host"},
+		{name: "request line that does not parse (net/http's 400)", req: withProto("HTTP/1.1 x", hook(nil, sig, good(nil))), codes: []int{400}, text: "malformed"},
 	}
 	for _, p := range []struct{ target, text string }{
 		{"/webhook/./web", "not a clean path"},

@@ -49,8 +49,8 @@ func (tl *tally) fail(format string, args ...any) {
 }
 
 // check counts one answer and records what is wrong with it: no answer, a status that is
-// not one of the kind's (never a 3xx or 5xx), an answer that is not JSON (unless net/http
-// answered), or an error that does not name what is wrong.
+// not one of the kind's (never a 3xx or 5xx), an answer that is not JSON, or an error that
+// does not name what is wrong.
 func (tl *tally) check(k badKind, a rawAnswer) {
 	tl.count(k.name, a.code)
 	switch {
@@ -61,8 +61,6 @@ func (tl *tally) check(k badKind, a rawAnswer) {
 		return
 	case !slices.Contains(k.codes, a.code) || a.code < 400 || a.code > 499:
 		tl.fail("%s: got %d %q, want one of %v", k.name, a.code, a.body, k.codes)
-		return
-	case k.plain:
 		return
 	case a.header.Get("Content-Type") != "application/json":
 		tl.fail("%s: got %d with Content-Type %q, want application/json", k.name, a.code, a.header.Get("Content-Type"))

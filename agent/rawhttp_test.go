@@ -23,6 +23,7 @@ type rawRequest struct {
 	body           func() io.Reader  // nil: no body
 	contentLength  int64             // sent as Content-Length; -1: chunked; -2: no header at all
 	trickle        time.Duration     // write the body one byte (or chunk of one byte) per trickle
+	proto          string            // the request line's version; "" is HTTP/1.1
 }
 
 // rawAnswer is what came back: the status, the header and the body, or err when the
@@ -74,7 +75,11 @@ func (q rawRequest) write(w io.Writer) error {
 	}
 	sort.Strings(keys)
 	var head strings.Builder
-	fmt.Fprintf(&head, "%s %s HTTP/1.1\r\n", q.method, q.target)
+	proto := q.proto
+	if proto == "" {
+		proto = "HTTP/1.1"
+	}
+	fmt.Fprintf(&head, "%s %s %s\r\n", q.method, q.target, proto)
 	for _, k := range keys {
 		fmt.Fprintf(&head, "%s: %s\r\n", k, h[k])
 	}

@@ -3,7 +3,6 @@ package agent
 import (
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"sync"
 	"time"
@@ -16,18 +15,18 @@ import (
 // certRecheck bounds how often a handshake looks at the certificate files again.
 const certRecheck = time.Second
 
-// serveTLS wraps the webhook listener in TLS with cfg's certificate. The pair is loaded now,
+// tlsConfig is the webhook listener's TLS with cfg's certificate. The pair is loaded now,
 // so a missing or mismatched file fails the start naming the field, and loaded again at a
 // handshake once either file has changed: certbot or an ansible run renews the certificate
 // and the next connection gets it, with no restart and no window without a listener. A
 // renewal that cannot be loaded (a key that does not match yet, half-written files) keeps
 // the previous certificate, logged once for each change of the files.
-func serveTLS(ln net.Listener, cfg *config.TLS, log zerolog.Logger) (net.Listener, error) {
+func tlsConfig(cfg *config.TLS, log zerolog.Logger) (*tls.Config, error) {
 	c := &certFiles{cfg: cfg, log: log}
 	if err := c.load(); err != nil {
 		return nil, err
 	}
-	return tls.NewListener(ln, &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get}), nil
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.get}, nil
 }
 
 // certFiles is the certificate in use and the files' modification times it was read at.
