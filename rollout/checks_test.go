@@ -1,13 +1,18 @@
 package rollout
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/pushdeploy/pushdeploy/health"
 	"github.com/pushdeploy/pushdeploy/units"
 )
 
@@ -98,5 +103,37 @@ func TestEngine_commandCheck_timeout(t *testing.T) {
 	checkErr(t, err, []string{`command ["bin/check" "--quick"] in pushdeploy-shop-web.check@1.service: timed out after`})
 	if events := checkUnitEvents(m.takeEvents()); !slices.Contains(events, "stop web.check@1") {
 		t.Errorf("check events %q: the check unit that timed out was not stopped", events)
+	}
+}
+
+// TestEngine_checker_Redact: what the engine quotes of a failed HTTP check (the instance's
+// answer, from a real HTTP server) goes through Redact, like its journal lines.
+func TestEngine_checker_Redact(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "cannot reach postgres://app:hunter2-secret@db/app", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	port, err := strconv.Atoi(srv.URL[strings.LastIndexByte(srv.URL, ':')+1:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, 1)
+	f.e.Redact = func(s string) string { return strings.ReplaceAll(s, "hunter2-secret", "<redacted>") }
+	const unit = "pushdeploy-shop-web@1.service"
+	spec := health.Spec{HTTP: "/health", Timeout: time.Second, Interval: 10 * time.Millisecond,
+		MinHealthyTime: 20 * time.Millisecond, HealthyDeadline: 300 * time.Millisecond}
+	since := time.Now().Add(-time.Minute)
+	running := func(context.Context) (health.UnitState, error) {
+		return health.UnitState{ActiveState: "active", SubState: "running", MainPID: 1, Since: since}, nil
+	}
+	check := f.e.checker(map[string]health.Instance{unit: {Name: unit, Spec: spec, Probe: health.HTTPProbe(port, "/health"), State: running}},
+		"v2", zerolog.Nop())
+	err = check(t.Context(), []string{unit})
+	if err == nil {
+		t.Fatal("a check answered 503 passed")
+	}
+	if strings.Contains(err.Error(), "hunter2-secret") || !strings.Contains(err.Error(), "postgres://app:<redacted>@db/app") {
+		t.Errorf("got %q, want the answer quoted with the secret masked", err)
 	}
 }
