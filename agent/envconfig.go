@@ -68,9 +68,9 @@ func render(ac *config.App, leaves renv.Leaves, rev int64) (*appConfig, error) {
 	return &appConfig{Rev: rev, Fetched: time.Now().UTC(), Leaves: leaves, Hash: hex.EncodeToString(sum[:]), Env: env, Source: "etcd"}, nil
 }
 
-// render is render, and the one place the agent learns the app's secret values, from
-// every configuration it reads (etcd's, the watcher's, the cache's), to mask them in the
-// app's output it quotes (redactor).
+// render renders a configuration of app ac, and is the one place the agent learns the app's
+// secret values, from every configuration it reads (etcd's, the watcher's, the cache's), to
+// mask them in the app's output it quotes (redactor).
 func (a *Agent) render(ac *config.App, leaves renv.Leaves, rev int64) (*appConfig, error) {
 	if ap := a.apps[ac.Name()]; ap != nil {
 		ap.secrets.Learn(leaves.SecretValues()...)

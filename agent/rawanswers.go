@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -83,8 +82,8 @@ func (c *jsonAnswersConn) refuseHandshake(err error) {
 	var re tls.RecordHeaderError
 	if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
 		body, _ := json.Marshal(answer{Status: "error", Error: "TLS: this listener speaks HTTPS (send the request to https://)"})
-		io.WriteString(re.Conn, fmt.Sprintf("HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: %d\r\n"+
-			"Content-Type: application/json\r\n\r\n%s\n", len(body)+1, body))
+		fmt.Fprintf(re.Conn, "HTTP/1.0 400 Bad Request\r\nConnection: close\r\nContent-Length: %d\r\n"+
+			"Content-Type: application/json\r\n\r\n%s\n", len(body)+1, body)
 		re.Conn.Close()
 		return
 	}

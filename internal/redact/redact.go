@@ -51,15 +51,3 @@ func (s *Set) String(text string) string {
 	}
 	return text
 }
-
-// Lines is String applied to each line, in a new slice.
-func (s *Set) Lines(lines []string) []string {
-	if s == nil || lines == nil {
-		return lines
-	}
-	out := make([]string, len(lines))
-	for i, l := range lines {
-		out[i] = s.String(l)
-	}
-	return out
-}
