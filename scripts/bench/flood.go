@@ -84,7 +84,7 @@ func (b *bench) flood(ctx context.Context, h *hookSender, sha string, bigBodies,
 	if _, err := b.agent.WaitDeploy(ctx, app, last, 2*time.Minute); err != nil {
 		return f, err
 	}
-	f.QuietP50ms, f.QuietP99ms = ms(quiet[len(quiet)/2]), ms(quiet[min(len(quiet)-1, len(quiet)*99/100)])
+	f.QuietP50ms, f.QuietP99ms = pct(quiet, 50), pct(quiet, 99)
 
 	kinds := badRequests(h)
 	stop := make(chan struct{})
@@ -125,7 +125,7 @@ func (b *bench) flood(ctx context.Context, h *hookSender, sha string, bigBodies,
 	}
 	f.Bad = int(sent.Load())
 	f.BadPerSec = float64(f.Bad) / elapsed.Seconds()
-	f.PushP50ms, f.PushP99ms, f.PushMaxms = ms(lat[len(lat)/2]), ms(lat[min(len(lat)-1, len(lat)*99/100)]), ms(lat[len(lat)-1])
+	f.PushP50ms, f.PushP99ms, f.PushMaxms = pct(lat, 50), pct(lat, 99), ms(lat[len(lat)-1])
 	for code := range f.BadStatuses {
 		if code < 400 || code > 499 { // 0, no answer, included: only the agent closes
 			return f, fmt.Errorf("bad requests during the flood: answered %v, want only 4xx", f.BadStatuses)
@@ -161,6 +161,11 @@ func realPushes(ctx context.Context, h *hookSender, sha string, n int) ([]time.D
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// pct is the p-th percentile of sorted latencies, in ms.
+func pct(sorted []time.Duration, p int) float64 {
+	return ms(sorted[min(len(sorted)-1, len(sorted)*p/100)])
+}
 
 // sendBad sends one bad request and returns its status, or 0 when there was no answer.
 func sendBad(ctx context.Context, c *http.Client, req *http.Request) int {

@@ -224,11 +224,10 @@ func (h *hookSender) load(ctx context.Context, event string, body []byte, want s
 	}
 	elapsed := time.Since(start)
 	slices.Sort(lat)
-	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	res.Seconds = elapsed.Seconds()
 	res.PerSec = float64(total) / elapsed.Seconds()
-	res.P50ms = ms(lat[total/2])
-	res.P99ms = ms(lat[min(total-1, total*99/100)])
+	res.P50ms = pct(lat, 50)
+	res.P99ms = pct(lat, 99)
 	res.Maxms = ms(lat[total-1])
 	return res, nil
 }
